@@ -1,0 +1,1 @@
+"""Programs served by waiter_service, one small module each."""

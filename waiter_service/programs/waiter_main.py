@@ -1,0 +1,110 @@
+"""
+The waiter: waits, reports its progress, then writes a result.
+
+    python waiter_main.py SECONDS STATUSFILE RESULTFILE
+
+The command line of the CloudFlow tutorial's waiter, runnable on its own.
+It writes its progress (a whole percentage) to STATUSFILE and prints it on
+stdout as ``progress <percent>``; when done it writes RESULTFILE, and only
+then 100 to STATUSFILE.  Both files are replaced atomically.  A line
+``finish`` on stdin makes it finish at once.
+
+This file uses only the standard library: the service starts it with
+``python -I -S`` for a fast start.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import sys
+import time
+
+USAGE = "usage: waiter SECONDS STATUSFILE RESULTFILE"
+
+
+def atomic_write(path: str, text: str) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+class Reporter:
+    """Progress to the status file and to stdout (while stdout is open)."""
+
+    def __init__(self, status_file: str) -> None:
+        self.status_file = status_file
+        self.last: int | None = None
+        self.stdout_open = True
+
+    def report(self, percent: int) -> None:
+        if percent == self.last:
+            return
+        self.last = percent
+        atomic_write(self.status_file, f"{percent}\n")
+        if self.stdout_open:
+            try:
+                sys.stdout.write(f"progress {percent}\n")
+                sys.stdout.flush()
+            except (BrokenPipeError, ValueError):
+                # The server went away: keep going, the status file remains.
+                self.stdout_open = False
+
+
+def wait(seconds: int, reporter: Reporter, clock=time.monotonic) -> float:
+    """Wait ``seconds`` (less if told to finish); return the time waited."""
+    start = clock()
+    tick = min(1.0, max(seconds / 100.0, 0.05))
+    selector = selectors.DefaultSelector()
+    try:
+        selector.register(sys.stdin, selectors.EVENT_READ)
+    except (ValueError, OSError):
+        selector = None
+    reporter.report(0)
+    while True:
+        waited = clock() - start
+        if waited >= seconds:
+            return waited
+        reporter.report(min(99, int(waited * 100 / seconds)))
+        timeout = min(tick, seconds - waited)
+        if selector is None:
+            time.sleep(timeout)
+            continue
+        if selector.select(timeout):
+            line = sys.stdin.readline()
+            if line == "":
+                selector.unregister(sys.stdin)
+                selector = None
+            elif line.strip() == "finish":
+                return clock() - start
+            else:
+                print(f"waiter: ignored message {line.strip()[:80]!r}", file=sys.stderr)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3:
+        print(USAGE, file=sys.stderr)
+        return 2
+    try:
+        seconds = int(argv[0])
+    except ValueError:
+        seconds = -1
+    if seconds < 0:
+        print("waiter: SECONDS must be a whole number, 0 or more", file=sys.stderr)
+        return 2
+    status_file, result_file = argv[1], argv[2]
+    reporter = Reporter(status_file)
+    waited = wait(seconds, reporter)
+    atomic_write(result_file, f"Waited {waited:.1f} of {seconds} seconds.\n")
+    reporter.report(100)
+    return 0
+
+
+def console_main() -> None:
+    """Entry point of the ``waiter`` console script."""
+    sys.exit(main(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    console_main()

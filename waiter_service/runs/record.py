@@ -1,0 +1,195 @@
+"""
+A run's record: everything known about one execution, as plain data.
+
+The record lives in memory (polls read it there) and is saved as JSON in
+the run's folder by :mod:`.store`.  Its methods change it as the run goes
+on; each change that a user can see bumps :attr:`RunRecord.version`, which
+is how a poll knows whether to answer ``UNCHANGED``.  Nothing here does I/O
+or reads a clock: times are passed in.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .state import RunState, transition
+
+#: The version of the JSON layout written by :meth:`RunRecord.to_dict`.
+RECORD_FORMAT = 1
+
+
+class CorruptRecord(ValueError):
+    """A saved record that cannot be read back."""
+
+
+@dataclass
+class RunRecord:
+    """One execution of a wrapped program, identified by its serviceID."""
+
+    service_id: str
+    program: str
+    inputs: dict[str, Any]
+    created_at: float
+    extra_parameters: dict[str, str] = field(default_factory=dict)
+    state: RunState = RunState.RUNNING
+    percent: int = 0
+    message: str = ""
+    pid: int | None = None
+    ended_at: float | None = None
+    exit_code: int | None = None
+    exit_signal: int | None = None
+    failure_reason: str | None = None
+    output_tail: list[str] = field(default_factory=list)
+    outputs: dict[str, str] | None = None
+    abort_requested: bool = False
+    version: int = 0
+
+    def _changed(self) -> None:
+        self.version += 1
+
+    def record_progress(self, percent: float, message: str | None = None) -> bool:
+        """
+        Take a progress report; return whether the visible status changed.
+
+        The percentage is clamped to 0..100 and kept as a whole number (that
+        is what the status page shows); reports after the end are ignored.
+        """
+        if self.state.is_terminal or math.isnan(percent):
+            return False
+        whole = int(min(100.0, max(0.0, percent)))
+        text = self.message if message is None else message
+        if whole == self.percent and text == self.message:
+            return False
+        self.percent = whole
+        self.message = text
+        self._changed()
+        return True
+
+    def started(self, pid: int) -> None:
+        """The child is running with this process id."""
+        self.pid = pid
+
+    def request_abort(self) -> bool:
+        """Note that an abort was asked for; False if the run has ended."""
+        if self.state.is_terminal:
+            return False
+        if not self.abort_requested:
+            self.abort_requested = True
+            self._changed()
+        return True
+
+    def _end(
+        self,
+        state: RunState,
+        now: float,
+        exit_code: int | None,
+        exit_signal: int | None,
+        output_tail: list[str] | None,
+    ) -> None:
+        self.state = transition(self.state, state)
+        self.ended_at = now
+        self.exit_code = exit_code
+        self.exit_signal = exit_signal
+        if output_tail is not None:
+            self.output_tail = list(output_tail)
+        self._changed()
+
+    def complete(self, outputs: dict[str, str], now: float) -> None:
+        """The program succeeded and its outputs are known."""
+        self.outputs = dict(outputs)
+        self.percent = 100
+        self._end(RunState.COMPLETED, now, 0, None, None)
+
+    def fail(
+        self,
+        reason: str,
+        now: float,
+        exit_code: int | None = None,
+        exit_signal: int | None = None,
+        output_tail: list[str] | None = None,
+    ) -> None:
+        """The program failed (or could not start, or was interrupted)."""
+        self.failure_reason = reason
+        self._end(RunState.FAILED, now, exit_code, exit_signal, output_tail)
+
+    def abort(
+        self,
+        now: float,
+        exit_code: int | None = None,
+        exit_signal: int | None = None,
+        output_tail: list[str] | None = None,
+    ) -> None:
+        """The program was stopped because an abort was asked for."""
+        self._end(RunState.ABORTED, now, exit_code, exit_signal, output_tail)
+
+    def elapsed(self, now: float) -> float:
+        """Seconds from creation to the end, or to ``now`` while running."""
+        end = self.ended_at if self.ended_at is not None else now
+        return max(0.0, end - self.created_at)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as JSON-ready data, with its format version."""
+        return {
+            "format": RECORD_FORMAT,
+            "service_id": self.service_id,
+            "program": self.program,
+            "inputs": self.inputs,
+            "extra_parameters": self.extra_parameters,
+            "created_at": self.created_at,
+            "state": self.state.value,
+            "percent": self.percent,
+            "message": self.message,
+            "pid": self.pid,
+            "ended_at": self.ended_at,
+            "exit_code": self.exit_code,
+            "exit_signal": self.exit_signal,
+            "failure_reason": self.failure_reason,
+            "output_tail": self.output_tail,
+            "outputs": self.outputs,
+            "abort_requested": self.abort_requested,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RunRecord:
+        """Read a record written by :meth:`to_dict`; raise CorruptRecord."""
+        if not isinstance(data, dict):
+            raise CorruptRecord("a run record must be a JSON object")
+        if data.get("format") != RECORD_FORMAT:
+            raise CorruptRecord(f"unknown record format {data.get('format')!r}")
+        try:
+            record = cls(
+                service_id=_typed(data, "service_id", str),
+                program=_typed(data, "program", str),
+                inputs=_typed(data, "inputs", dict),
+                extra_parameters=_typed(data, "extra_parameters", dict),
+                created_at=float(_typed(data, "created_at", (int, float))),
+                state=RunState(data["state"]),
+                percent=_typed(data, "percent", int),
+                message=_typed(data, "message", str),
+                pid=_optional(data, "pid", int),
+                ended_at=_optional(data, "ended_at", (int, float)),
+                exit_code=_optional(data, "exit_code", int),
+                exit_signal=_optional(data, "exit_signal", int),
+                failure_reason=_optional(data, "failure_reason", str),
+                output_tail=[str(line) for line in _typed(data, "output_tail", list)],
+                outputs=_optional(data, "outputs", dict),
+                abort_requested=bool(data.get("abort_requested", False)),
+            )
+        except (KeyError, ValueError, TypeError) as e:
+            raise CorruptRecord(f"bad run record: {e}") from None
+        return record
+
+
+def _typed(data: dict[str, Any], key: str, kind: Any) -> Any:
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise TypeError(f"{key} has the wrong type")
+    return value
+
+
+def _optional(data: dict[str, Any], key: str, kind: Any) -> Any:
+    if data.get(key) is None:
+        return None
+    return _typed(data, key, kind)

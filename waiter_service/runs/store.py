@@ -1,0 +1,99 @@
+"""
+The work folder: one folder per run, named by its (checked) serviceID.
+
+Each run's folder holds ``run.json`` (its record, always replaced whole by
+an atomic rename, so a reader never sees half a record) and whatever files
+its program writes.  Nothing is ever written outside the work folder: a
+folder name is a serviceID that passed :func:`check_service_id`, and the
+resolved path is checked to be a direct child of the work folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from ..validation import check_service_id
+from .record import RunRecord
+
+RECORD_NAME = "run.json"
+
+
+class RunExists(Exception):
+    """A folder for this serviceID is already there."""
+
+
+class UnsafePath(Exception):
+    """A path that would leave the work folder."""
+
+
+class RunStore:
+    """The work folder of a server, and the records in it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+
+    def prepare(self) -> None:
+        """Create the work folder if it is missing."""
+        self.root.mkdir(mode=0o750, parents=True, exist_ok=True)
+
+    def folder(self, service_id: str) -> Path:
+        """The folder of a run; raises UnsafePath for a bad serviceID."""
+        try:
+            check_service_id(service_id)
+        except ValueError:
+            raise UnsafePath(service_id) from None
+        path = self.root / service_id
+        if path.parent != self.root:
+            raise UnsafePath(service_id)
+        return path
+
+    def create(self, service_id: str) -> Path:
+        """Make a new, empty folder for a run; RunExists if it is there."""
+        path = self.folder(service_id)
+        try:
+            path.mkdir(mode=0o750)
+        except FileExistsError:
+            raise RunExists(service_id) from None
+        return path
+
+    def discard(self, service_id: str) -> None:
+        """Remove a run's folder and everything in it (best effort)."""
+        shutil.rmtree(self.folder(service_id), ignore_errors=True)
+
+    def save(self, record: RunRecord) -> None:
+        """Write ``record`` as the run's ``run.json``, atomically."""
+        folder = self.folder(record.service_id)
+        data = json.dumps(record.to_dict(), separators=(",", ":")).encode("utf-8")
+        atomic_write(folder / RECORD_NAME, data)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """
+    Replace ``path`` with ``data`` so that readers see the old or the new
+    content, never a part: write a temporary file beside it, then rename.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o640)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def read_capped(path: Path, limit: int) -> bytes:
+    """Read at most ``limit`` bytes of ``path``; ValueError if it is larger."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{path.name} is larger than {limit} bytes")
+    return data

@@ -1,0 +1,69 @@
+"""The web site: the SOAP endpoint under its context root."""
+
+from __future__ import annotations
+
+import re
+
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+from ..runs.manager import RunManager
+from ..runs.program import Program
+from ..spyne_compat import (
+    DEFAULT_MAX_BODY,
+    DeferredAwareApplication,
+    DoctypeFreeSoap11,
+    capped_request_factory,
+)
+from .operations import NAMESPACE, build_service
+from .resource import SoapResource
+
+_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
+
+
+def parse_context_root(value: str) -> list[str]:
+    """
+    ``/mycompany/myvm`` -> ``["mycompany", "myvm"]``; ``""`` or ``/`` -> ``[]``.
+
+    Raises ValueError for anything but plain path segments.
+    """
+    segments = [s for s in value.strip().strip("/").split("/") if s]
+    for segment in segments:
+        if not _SEGMENT.fullmatch(segment) or segment in (".", ".."):
+            raise ValueError(
+                f"context root segment {segment!r} may only use letters, digits and . _ ~ -"
+            )
+    return segments
+
+
+def build_application(program: Program, manager: RunManager) -> DeferredAwareApplication:
+    """The Spyne application of one program: SOAP 1.1 in and out."""
+    return DeferredAwareApplication(
+        [build_service(program, manager)],
+        tns=NAMESPACE,
+        name=program.name,
+        in_protocol=DoctypeFreeSoap11(validator="lxml"),
+        out_protocol=DoctypeFreeSoap11(),
+    )
+
+
+def build_site(
+    program: Program,
+    manager: RunManager,
+    context_root: list[str],
+    max_body: int = DEFAULT_MAX_BODY,
+    timeout: float = 60.0,
+) -> Site:
+    """A ``Site`` serving ``<context-root>/<program name>`` (and its WSDL)."""
+    root = Resource()
+    node = root
+    for segment in context_root:
+        child = Resource()
+        node.putChild(segment.encode("ascii"), child)
+        node = child
+    soap = SoapResource(build_application(program, manager), max_body=max_body)
+    node.putChild(program.name.encode("ascii"), soap)
+    site = Site(root, requestFactory=capped_request_factory(max_body), timeout=timeout)
+    site.displayTracebacks = False
+    site.noisy = False
+    return site

@@ -1,0 +1,298 @@
+"""
+Everything this project needs to run Spyne 2.14 on a current Twisted.
+
+Spyne's last release (2.14.0) predates several changes in Python 3 and
+Twisted, and its Twisted transport has gaps that matter for a service on the
+network.  Each fix below is small, named after the defect it holds, and has
+its own test in ``tests/test_spyne_compat.py`` that fails without it.  No
+other module of the project patches Spyne: import Spyne's Twisted transport
+through this module (``install()`` runs when it is imported).
+
+1. ``spyne.util._twisted_ws`` imports ``twisted.python.constants``, removed
+   in Twisted 24.11; it lives on as the ``constantly`` package.
+2. ``GET ...?wsdl`` answered 500: ``_reconstruct_url`` joined ``str`` and
+   ``bytes``.
+3. Every SOAP POST answered 405: the transport context returned the HTTP
+   method as ``bytes`` and SOAP 1.1 compares it with ``"POST"``.
+4. A method with several outputs that returned a ``Deferred`` failed with
+   "'Deferred' object is not subscriptable"
+   (:class:`DeferredAwareApplication`).
+5. A request body of 100,000 bytes or more is spooled by Twisted to a
+   temporary file, which Spyne then mishandled as an ``mmap``.
+6. No request-size limit on this transport, none in Twisted either
+   (:func:`capped_request_factory`).
+7. An XML document with a DTD (external entities, billion laughs) made the
+   lxml schema validator raise an internal error that escaped as an HTML
+   500 page (:class:`DoctypeFreeSoap11`: SOAP 1.1 forbids DTDs anyway).
+
+Two more that only show when the transport is used as a library:
+
+8. The transport's constructor scheduled a call on the *global* reactor to
+   learn which thread runs it; with this fix it records the constructing
+   thread, so a resource can be built without touching the global reactor.
+9. Spyne logs every fault with its traceback and every malformed request
+   with its whole body (session tokens included) through ``logging``; the
+   project logs calls itself, so Spyne's loggers are kept quiet.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+import threading
+from io import BytesIO
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.web import server
+
+_installed = False
+
+
+def _provide_twisted_python_constants() -> None:
+    """Fix 1: make ``twisted.python.constants`` importable again."""
+    try:
+        importlib.import_module("twisted.python.constants")
+    except ImportError:
+        import constantly
+
+        sys.modules["twisted.python.constants"] = constantly
+
+
+def _decode(value: bytes | str | None) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    return value
+
+
+def reconstruct_url(request: Any) -> str:
+    """
+    Fix 2: the URL a client used to reach this request, as text.
+
+    Honours ``X-Forwarded-Host``, ``X-Forwarded-Port`` and
+    ``X-Forwarded-Proto`` as Spyne meant to (a reverse proxy in front of
+    the service sets them), and keeps the path as sent.
+    """
+    host = _decode(request.getHeader(b"x-forwarded-host"))
+    port_text = _decode(request.getHeader(b"x-forwarded-port"))
+    proto = _decode(request.getHeader(b"x-forwarded-proto"))
+
+    port: int | None = None
+    if port_text is not None:
+        try:
+            port = int(port_text)
+        except ValueError:
+            port = None
+    if host is None:
+        host = request.getRequestHostname().decode("ascii", "replace")
+        if port is None:
+            port = request.getHost().port
+    secure = proto.lower() == "https" if proto is not None else bool(request.isSecure())
+    if port is not None and (secure, port) not in ((True, 443), (False, 80)):
+        host = "%s:%d" % (host, port)
+    scheme = "https" if secure else "http"
+    return "%s://%s%s" % (scheme, host, request.uri.decode("latin-1"))
+
+
+def _get_request_method_as_text(self: Any) -> str:
+    """Fix 3: the HTTP method as ``str``, which is what Spyne compares."""
+    method = self.req.method
+    return method.decode("ascii") if isinstance(method, bytes) else method
+
+
+def _body_is_never_an_fd(istr: object) -> bool:
+    """Fix 5: always read the request body into bytes (it is capped)."""
+    return False
+
+
+def _transport_init_without_global_reactor(
+    self: Any,
+    app: Any,
+    chunked: bool = False,
+    max_content_length: int = 2 * 1024 * 1024,
+    block_length: int = 8 * 1024,
+) -> None:
+    """Fix 8: record the constructing thread as the reactor's."""
+    from spyne.server.http import HttpBase
+
+    HttpBase.__init__(
+        self,
+        app,
+        chunked=chunked,
+        max_content_length=max_content_length,
+        block_length=block_length,
+    )
+    self.reactor_thread = threading.current_thread()
+
+
+def _quiet_spyne_logging() -> None:
+    """Fix 9: Spyne's own log lines carry tracebacks and request bodies."""
+    spyne_logger = logging.getLogger("spyne")
+    spyne_logger.addHandler(logging.NullHandler())
+    spyne_logger.propagate = False
+    spyne_logger.setLevel(logging.CRITICAL)
+
+
+def install() -> None:
+    """Apply every fix, once.  Safe to call any number of times."""
+    global _installed
+    if _installed:
+        return
+    _provide_twisted_python_constants()
+    _quiet_spyne_logging()
+    from spyne.server.twisted import http as spyne_http
+
+    spyne_http._reconstruct_url = reconstruct_url
+    spyne_http.TwistedHttpTransportContext.get_request_method = _get_request_method_as_text
+    spyne_http._has_fd = _body_is_never_an_fd
+    spyne_http.TwistedHttpTransport.__init__ = _transport_init_without_global_reactor
+    _installed = True
+
+
+install()
+
+# Only now is it safe to import Spyne's Twisted transport and SOAP protocol.
+from spyne import Application, Fault  # noqa: E402
+from spyne.protocol.soap import Soap11  # noqa: E402
+from spyne.server.twisted import TwistedWebResource  # noqa: E402
+
+
+class DeferredAwareApplication(Application):  # type: ignore[misc]
+    """
+    Fix 4: a method with several outputs may return a ``Deferred``.
+
+    Spyne wraps the return value of a single-output method in a list and
+    leaves a multi-output one as it is; its Twisted transport then looks for
+    a ``Deferred`` at index 0 of that value.  Wrapping the ``Deferred`` of a
+    multi-output method too lets the transport wait for it; when it fires,
+    the transport unpacks the tuple of outputs as usual.
+    """
+
+    def call_wrapper(self, ctx: Any) -> Any:
+        retval = super().call_wrapper(ctx)
+        if isinstance(retval, Deferred) and _has_several_outputs(ctx):
+            return [retval]
+        return retval
+
+
+def _has_several_outputs(ctx: Any) -> bool:
+    from spyne import BODY_STYLE_WRAPPED
+
+    descriptor = ctx.descriptor
+    return (
+        descriptor.body_style is BODY_STYLE_WRAPPED and len(descriptor.out_message._type_info) > 1
+    )
+
+
+class DoctypeForbidden(Fault):  # type: ignore[misc]
+    """A SOAP message carried a document type declaration."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Client.DoctypeForbidden",
+            "a SOAP message must not contain a document type declaration",
+        )
+
+
+class DoctypeFreeSoap11(Soap11):  # type: ignore[misc]
+    """
+    Fix 7: refuse any message with a DTD before it is validated.
+
+    SOAP 1.1 (section 3) says a message must not contain a DTD.  Without
+    one no entity can be declared, so neither external entities nor entity
+    expansion bombs reach the schema validator, whose internal error on an
+    unresolved entity escaped as an HTML 500 page.  The parser already
+    resolves no entities and loads nothing from the network.
+    """
+
+    def create_in_document(self, ctx: Any, charset: str | None = None) -> None:
+        super().create_in_document(ctx, charset)
+        document = ctx.in_document
+        root = document[0] if isinstance(document, tuple) else document  # (root, ids)
+        docinfo = root.getroottree().docinfo
+        if docinfo.doctype or docinfo.internalDTD is not None:
+            ctx.in_document = None
+            raise DoctypeForbidden()
+
+
+#: The largest request body accepted by default: 1 MiB.
+DEFAULT_MAX_BODY = 1024 * 1024
+
+
+def capped_request_factory(max_body: int = DEFAULT_MAX_BODY) -> type[server.Request]:
+    """
+    Fix 6: a ``Request`` class that keeps at most ``max_body`` bytes.
+
+    Bodies are kept in memory (they are small), never spooled to disk.  A
+    body over the cap, whether announced by ``Content-Length`` or found
+    while reading a chunked body, is read and dropped; the request is then
+    answered 413 with a SOAP fault (see ``CappedRequest.process``) without
+    reaching Spyne.
+    """
+    if max_body < 1:
+        raise ValueError("max_body must be positive")
+
+    class CappedRequest(server.Request):
+        body_limit = max_body
+        body_too_large = False
+        _body_seen = 0
+
+        def gotLength(self, length: int | None) -> None:
+            self.content = BytesIO()
+            self._body_seen = 0
+            self.body_too_large = length is not None and length > self.body_limit
+
+        def handleContentChunk(self, data: bytes) -> None:
+            self._body_seen += len(data)
+            if self.body_too_large:
+                return
+            if self._body_seen > self.body_limit:
+                self.body_too_large = True
+                self.content = BytesIO()
+                return
+            self.content.write(data)
+
+        def process(self) -> None:
+            if not self.body_too_large:
+                super().process()
+                return
+            self.setResponseCode(413)
+            self.setHeader(b"content-type", b"text/xml; charset=utf-8")
+            self.setHeader(b"connection", b"close")
+            self.write(
+                soap_fault_bytes(
+                    "Client.RequestTooLong",
+                    "the request body exceeds %d bytes" % self.body_limit,
+                )
+            )
+            self.finish()
+
+    return CappedRequest
+
+
+def soap_fault_bytes(code: str, message: str) -> bytes:
+    """A SOAP 1.1 fault envelope, for answers given before Spyne runs."""
+    from xml.sax.saxutils import escape
+
+    return (
+        "<?xml version='1.0' encoding='UTF-8'?>"
+        '<soap11env:Envelope xmlns:soap11env="http://schemas.xmlsoap.org/soap/envelope/">'
+        "<soap11env:Body><soap11env:Fault>"
+        "<faultcode>soap11env:%s</faultcode><faultstring>%s</faultstring>"
+        "<faultactor></faultactor>"
+        "</soap11env:Fault></soap11env:Body></soap11env:Envelope>" % (escape(code), escape(message))
+    ).encode("utf-8")
+
+
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "DeferredAwareApplication",
+    "DoctypeForbidden",
+    "DoctypeFreeSoap11",
+    "TwistedWebResource",
+    "capped_request_factory",
+    "install",
+    "reconstruct_url",
+    "soap_fault_bytes",
+]

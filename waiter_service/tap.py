@@ -1,0 +1,108 @@
+"""``twistd waiter``: command-line options and the service they build."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from twisted.application import strports
+from twisted.application.service import IService, MultiService
+from twisted.python import usage
+
+from . import __version__
+from .programs.waiter import DEFAULT_MAX_SECONDS, Waiter
+from .runs.manager import RESULT_ENCODINGS, RunManager, find_launcher
+from .runs.store import RunStore
+from .service import RunManagerService
+from .soap.site import build_site, parse_context_root
+from .spyne_compat import DEFAULT_MAX_BODY
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be 1 or more")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "Serves the waiter as a CloudFlow asynchronous SOAP service. Options"
+        " override the environment variables CONTEXT_ROOT and WAITER_LOG_FOLDER."
+    )
+    optParameters = [
+        ["listen", "l", "tcp:8080", "Twisted server endpoint to listen on."],
+        ["context-root", None, None, "Path prefix of the service [env CONTEXT_ROOT]."],
+        ["workdir", "w", None, "Folder of the runs [env WAITER_LOG_FOLDER; ./waiter-work]."],
+        ["result-encoding", None, "base64", "How 'result' is sent: base64 or raw."],
+        ["max-wait", None, DEFAULT_MAX_SECONDS, "Largest secondsToWait accepted.", _positive_int],
+        ["kill-grace", None, 10.0, "Seconds between TERM and KILL on abort.", _non_negative_float],
+        ["max-body", None, DEFAULT_MAX_BODY, "Largest request body, in bytes.", _positive_int],
+    ]
+
+    def opt_version(self) -> None:
+        """Print the version and exit."""
+        print(f"waiter_service {__version__}")
+        raise SystemExit(0)
+
+    def postOptions(self) -> None:
+        from twisted.internet import endpoints, reactor
+
+        try:
+            endpoints.serverFromString(reactor, self["listen"])
+        except (ValueError, TypeError, KeyError) as e:
+            raise usage.UsageError(f"--listen {self['listen']!r}: {e}") from None
+
+        root = self["context-root"]
+        if root is None:
+            root = os.environ.get("CONTEXT_ROOT", "")
+        try:
+            self["context-root"] = parse_context_root(root)
+        except ValueError as e:
+            raise usage.UsageError(f"--context-root: {e}") from None
+
+        if self["result-encoding"] not in RESULT_ENCODINGS:
+            raise usage.UsageError("--result-encoding must be base64 or raw")
+
+        workdir = self["workdir"] or os.environ.get("WAITER_LOG_FOLDER") or "waiter-work"
+        store = RunStore(Path(workdir))
+        try:
+            store.prepare()
+            probe = store.root / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise usage.UsageError(f"--workdir {workdir}: {e.strerror}") from None
+        self["store"] = store
+
+        try:
+            self["launcher"] = find_launcher()
+        except RuntimeError as e:
+            raise usage.UsageError(str(e)) from None
+
+
+def makeService(options: Options) -> IService:
+    from twisted.internet import reactor
+
+    program = Waiter(max_seconds=options["max-wait"])
+    manager = RunManager(
+        reactor,  # type: ignore[arg-type]
+        options["store"],
+        program,
+        result_encoding=options["result-encoding"],
+        kill_grace=options["kill-grace"],
+        launcher=options["launcher"],
+    )
+    site = build_site(program, manager, options["context-root"], max_body=options["max-body"])
+    top = MultiService()
+    RunManagerService(manager).setServiceParent(top)
+    strports.service(options["listen"], site).setServiceParent(top)
+    return top
