@@ -20,7 +20,7 @@ through this module (``install()`` runs when it is imported).
 5. A request body of 100,000 bytes or more is spooled by Twisted to a
    temporary file, which Spyne then mishandled as an ``mmap``.
 6. No request-size limit on this transport, none in Twisted either
-   (:func:`capped_request_factory`).
+   (:func:`soap_request_factory`).
 7. An XML document with a DTD (external entities, billion laughs) made the
    lxml schema validator raise an internal error that escaped as an HTML
    500 page (:class:`DoctypeFreeSoap11`: SOAP 1.1 forbids DTDs anyway).
@@ -33,6 +33,9 @@ Two more that only show when the transport is used as a library:
 9. Spyne logs every fault with its traceback and every malformed request
    with its whole body (session tokens included) through ``logging``; the
    project logs calls itself, so Spyne's loggers are kept quiet.
+10. A response, complete in memory, was written through a pull producer
+    that Twisted drives with the global cooperator, one reactor turn per
+    XML fragment (:func:`soap_request_factory` writes it at once).
 """
 
 from __future__ import annotations
@@ -156,6 +159,7 @@ install()
 from spyne import Application, Fault  # noqa: E402
 from spyne.protocol.soap import Soap11  # noqa: E402
 from spyne.server.twisted import TwistedWebResource  # noqa: E402
+from spyne.server.twisted._base import Producer as _SpyneProducer  # noqa: E402
 
 
 class DeferredAwareApplication(Application):  # type: ignore[misc]
@@ -220,20 +224,25 @@ class DoctypeFreeSoap11(Soap11):  # type: ignore[misc]
 DEFAULT_MAX_BODY = 1024 * 1024
 
 
-def capped_request_factory(max_body: int = DEFAULT_MAX_BODY) -> type[server.Request]:
+def soap_request_factory(max_body: int = DEFAULT_MAX_BODY) -> type[server.Request]:
     """
-    Fix 6: a ``Request`` class that keeps at most ``max_body`` bytes.
+    The ``Request`` class of a site that serves Spyne: fixes 6 and 10.
 
-    Bodies are kept in memory (they are small), never spooled to disk.  A
-    body over the cap, whether announced by ``Content-Length`` or found
-    while reading a chunked body, is read and dropped; the request is then
-    answered 413 with a SOAP fault (see ``CappedRequest.process``) without
+    Fix 6: at most ``max_body`` bytes of a body are kept, in memory (never
+    spooled to disk).  A body over the cap, whether announced by
+    ``Content-Length`` or found while reading a chunked body, is read and
+    dropped; the request is then answered 413 with a SOAP fault without
     reaching Spyne.
+
+    Fix 10: Spyne hands its response, already complete in memory, to the
+    request as a *pull* producer; Twisted drives that through the global
+    cooperator, one reactor turn per XML fragment.  This request writes the
+    whole response at once, with its ``Content-Length``, and finishes.
     """
     if max_body < 1:
         raise ValueError("max_body must be positive")
 
-    class CappedRequest(server.Request):
+    class SoapRequest(server.Request):
         body_limit = max_body
         body_too_large = False
         _body_seen = 0
@@ -268,7 +277,19 @@ def capped_request_factory(max_body: int = DEFAULT_MAX_BODY) -> type[server.Requ
             )
             self.finish()
 
-    return CappedRequest
+        def registerProducer(self, producer: Any, streaming: bool) -> None:
+            if streaming or not isinstance(producer, _SpyneProducer):
+                super().registerProducer(producer, streaming)
+                return
+            body = b"".join(producer.body)
+            producer.body = iter(())
+            self.setHeader(b"content-length", b"%d" % len(body))
+            self.write(body)
+            finished, producer.deferred = producer.deferred, None
+            if finished is not None:
+                finished.callback(self)
+
+    return SoapRequest
 
 
 def soap_fault_bytes(code: str, message: str) -> bytes:
@@ -291,7 +312,7 @@ __all__ = [
     "DoctypeForbidden",
     "DoctypeFreeSoap11",
     "TwistedWebResource",
-    "capped_request_factory",
+    "soap_request_factory",
     "install",
     "reconstruct_url",
     "soap_fault_bytes",

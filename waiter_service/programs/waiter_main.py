@@ -6,8 +6,12 @@ The waiter: waits, reports its progress, then writes a result.
 The command line of the CloudFlow tutorial's waiter, runnable on its own.
 It writes its progress (a whole percentage) to STATUSFILE and prints it on
 stdout as ``progress <percent>``; when done it writes RESULTFILE, and only
-then 100 to STATUSFILE.  Both files are replaced atomically.  A line
-``finish`` on stdin makes it finish at once.
+then 100 to STATUSFILE.  Both files are replaced atomically.
+
+It understands two messages, one per line on stdin (the service's
+notifyService passes them on): ``finish`` finishes at once, as if the time
+were up; ``fail [reason]`` prints the reason on stderr and exits with
+status 1, writing no result (to try a workflow's failure path).
 
 This file uses only the standard library: the service starts it with
 ``python -I -S`` for a fast start.
@@ -52,8 +56,15 @@ class Reporter:
                 self.stdout_open = False
 
 
+class Failed(Exception):
+    """Told to fail, with this reason."""
+
+
 def wait(seconds: int, reporter: Reporter, clock=time.monotonic) -> float:
-    """Wait ``seconds`` (less if told to finish); return the time waited."""
+    """Wait ``seconds`` (less if told to finish); return the time waited.
+
+    Raises Failed when told to fail.
+    """
     start = clock()
     tick = min(1.0, max(seconds / 100.0, 0.05))
     selector = selectors.DefaultSelector()
@@ -78,6 +89,8 @@ def wait(seconds: int, reporter: Reporter, clock=time.monotonic) -> float:
                 selector = None
             elif line.strip() == "finish":
                 return clock() - start
+            elif line.split(None, 1)[:1] == ["fail"]:
+                raise Failed(line.strip()[4:].strip() or "told to fail")
             else:
                 print(f"waiter: ignored message {line.strip()[:80]!r}", file=sys.stderr)
 
@@ -95,7 +108,11 @@ def main(argv: list[str]) -> int:
         return 2
     status_file, result_file = argv[1], argv[2]
     reporter = Reporter(status_file)
-    waited = wait(seconds, reporter)
+    try:
+        waited = wait(seconds, reporter)
+    except Failed as e:
+        print(f"waiter: failing as told: {str(e)[:500]}", file=sys.stderr)
+        return 1
     atomic_write(result_file, f"Waited {waited:.1f} of {seconds} seconds.\n")
     reporter.report(100)
     return 0

@@ -336,9 +336,11 @@ class RunManager:
         if record.state is RunState.COMPLETED:
             return StatusAnswer(COMPLETED, self._outputs(record))
         unset = (UNSET,) * len(self.program.output_names)
-        if not force_page and run.delivered_version == record.version:
-            return StatusAnswer(UNCHANGED, unset)
-        run.delivered_version = record.version
+        if not force_page:
+            # Only polls count: the first poll always gets the page.
+            if run.delivered_version == record.version:
+                return StatusAnswer(UNCHANGED, unset)
+            run.delivered_version = record.version
         page = render_status_page(record, self.reactor.seconds())
         return StatusAnswer(encode_page(page), unset)
 

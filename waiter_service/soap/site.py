@@ -13,7 +13,7 @@ from ..spyne_compat import (
     DEFAULT_MAX_BODY,
     DeferredAwareApplication,
     DoctypeFreeSoap11,
-    capped_request_factory,
+    soap_request_factory,
 )
 from .operations import NAMESPACE, build_service
 from .resource import SoapResource
@@ -63,7 +63,7 @@ def build_site(
         node = child
     soap = SoapResource(build_application(program, manager), max_body=max_body)
     node.putChild(program.name.encode("ascii"), soap)
-    site = Site(root, requestFactory=capped_request_factory(max_body), timeout=timeout)
+    site = Site(root, requestFactory=soap_request_factory(max_body), timeout=timeout)
     site.displayTracebacks = False
     site.noisy = False
     return site

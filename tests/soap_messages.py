@@ -1,0 +1,23 @@
+"""SOAP 1.1 request envelopes for the tests, built by hand as a client would."""
+
+from __future__ import annotations
+
+from xml.sax.saxutils import escape
+
+from waiter_service.soap.operations import NAMESPACE
+
+
+def envelope(operation: str, namespace: str = NAMESPACE, **fields: object) -> bytes:
+    """A document/literal wrapped request for ``operation`` with ``fields``."""
+    body = "".join(
+        f"<tns:{name}>{escape(str(value))}</tns:{name}>" for name, value in fields.items()
+    )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"'
+        f' xmlns:tns="{namespace}"><soapenv:Body><tns:{operation}>{body}</tns:{operation}>'
+        "</soapenv:Body></soapenv:Envelope>"
+    ).encode("utf-8")
+
+
+SOAP_HEADERS = {b"Content-Type": b"text/xml; charset=utf-8"}

@@ -1,0 +1,226 @@
+"""
+Tests for waiter_service.spyne_compat: one test (or a few) per fix, each of
+which fails when its fix is taken out.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+
+from lxml import etree
+from twisted.internet.defer import succeed
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.http import _getContentFile
+from twisted.web.server import Site
+
+from waiter_service import spyne_compat
+from waiter_service.spyne_compat import (
+    DeferredAwareApplication,
+    DoctypeFreeSoap11,
+    TwistedWebResource,
+    soap_request_factory,
+)
+from waiter_service.testing import HTTPResponse, http_request
+
+from spyne import Integer, ServiceBase, Unicode, rpc  # noqa: I001  (after spyne_compat)
+
+from .soap_messages import SOAP_HEADERS, envelope
+
+NS = "urn:compat-test"
+SOAP_ENV = "{http://schemas.xmlsoap.org/soap/envelope/}"
+
+
+class Echo(ServiceBase):
+    @rpc(Unicode, _returns=Unicode)
+    def echo(ctx, text):  # noqa: N805
+        return text
+
+    @rpc(Unicode, _returns=(Unicode, Integer), _out_variable_names=("text", "length"))
+    def measure(ctx, text):  # noqa: N805
+        return succeed((text, len(text or "")))
+
+
+def make_app() -> DeferredAwareApplication:
+    return DeferredAwareApplication(
+        [Echo],
+        tns=NS,
+        name="Echo",
+        in_protocol=DoctypeFreeSoap11(validator="lxml"),
+        out_protocol=DoctypeFreeSoap11(),
+    )
+
+
+def make_site(max_body: int = 1024 * 1024) -> Site:
+    return Site(TwistedWebResource(make_app()), requestFactory=soap_request_factory(max_body))
+
+
+class SpoolingRequest(soap_request_factory()):  # type: ignore[misc]
+    """Keeps a body as Twisted's own Request does: 100,000 bytes or more on disk."""
+
+    def gotLength(self, length: int | None) -> None:
+        self.content = _getContentFile(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        self.content.write(data)
+
+
+def post(site: Site, body: bytes, **kwargs: object) -> HTTPResponse:
+    return http_request(site, b"POST", b"/", body, headers=SOAP_HEADERS, **kwargs)  # type: ignore[arg-type]
+
+
+def fault_code(response: HTTPResponse) -> str:
+    """The faultcode of a SOAP fault response (fails if it is not one)."""
+    root = etree.fromstring(response.body)
+    return root.find(f"{SOAP_ENV}Body/{SOAP_ENV}Fault/faultcode").text.split(":", 1)[1]
+
+
+def result_texts(response: HTTPResponse) -> list[str]:
+    root = etree.fromstring(response.body)
+    return [e.text for e in root.iter() if not len(e) and e.text is not None]
+
+
+class ImportTests(SynchronousTestCase):
+    def test_constants_module(self) -> None:
+        """Fix 1: Spyne's import of twisted.python.constants works."""
+        module = importlib.import_module("twisted.python.constants")
+        self.assertTrue(hasattr(module, "FlagConstant"))
+        importlib.import_module("spyne.util._twisted_ws")
+
+    def test_install_is_idempotent(self) -> None:
+        """Installing the fixes twice changes nothing."""
+        from spyne.server.twisted import http as spyne_http
+
+        before = spyne_http._reconstruct_url
+        spyne_compat.install()
+        self.assertIs(spyne_http._reconstruct_url, before)
+
+
+class WsdlTests(SynchronousTestCase):
+    def test_wsdl_get(self) -> None:
+        """Fix 2: GET ?wsdl on Spyne's own resource answers the WSDL, not 500."""
+        response = http_request(make_site(), b"GET", b"/Echo?wsdl")
+        self.assertEqual(response.code, 200)
+        root = etree.fromstring(response.body)
+        self.assertEqual(root.get("targetNamespace"), NS)
+
+    def test_forwarded_url(self) -> None:
+        """Fix 2: the URL honours the X-Forwarded headers a reverse proxy sets."""
+        response = http_request(
+            make_site(),
+            b"GET",
+            b"/Echo?wsdl",
+            headers={b"X-Forwarded-Host": b"public.test", b"X-Forwarded-Proto": b"https"},
+        )
+        self.assertIn(b'location="https://public.test/Echo"', response.body)
+
+
+class PostTests(SynchronousTestCase):
+    def test_post_is_allowed(self) -> None:
+        """Fix 3: a SOAP POST reaches the method instead of answering 405."""
+        response = post(make_site(), envelope("echo", NS, text="hello"))
+        self.assertEqual(response.code, 200)
+        self.assertIn("hello", result_texts(response))
+
+    def test_deferred_with_several_outputs(self) -> None:
+        """Fix 4: a multi-output method may return a Deferred."""
+        response = post(make_site(), envelope("measure", NS, text="four"))
+        self.assertEqual(response.code, 200)
+        self.assertEqual(result_texts(response), ["four", "4"])
+
+    def test_spooled_body(self) -> None:
+        """Fix 5: a body of 100,000 bytes or more (spooled by Twisted) is read."""
+        site = Site(TwistedWebResource(make_app()), requestFactory=SpoolingRequest)
+        text = "x" * 150_000
+        response = post(site, envelope("measure", NS, text=text))
+        self.assertEqual(response.code, 200)
+        self.assertEqual(result_texts(response)[-1], "150000")
+
+
+class BodyCapTests(SynchronousTestCase):
+    def test_under_the_cap(self) -> None:
+        """Fix 6: a body within the cap is served as usual."""
+        response = post(make_site(max_body=2048), envelope("echo", NS, text="hi"))
+        self.assertEqual(response.code, 200)
+
+    def test_over_the_cap(self) -> None:
+        """Fix 6: a body over the cap is answered 413 with a SOAP fault."""
+        body = envelope("echo", NS, text="x" * 5000)
+        response = post(make_site(max_body=2048), body)
+        self.assertEqual(response.code, 413)
+        self.assertEqual(fault_code(response), "Client.RequestTooLong")
+
+    def test_chunked_over_the_cap(self) -> None:
+        """Fix 6: a chunked body that grows over the cap is refused the same way."""
+        body = envelope("echo", NS, text="x" * 5000)
+        response = post(make_site(max_body=2048), body, chunked=True)
+        self.assertEqual(response.code, 413)
+        self.assertEqual(fault_code(response), "Client.RequestTooLong")
+
+    def test_response_written_at_once(self) -> None:
+        """Fix 10: the response is written whole, with its length, in the same turn."""
+        from twisted.internet import reactor
+
+        before = len(reactor.getDelayedCalls())
+        response = post(make_site(), envelope("echo", NS, text="hi"))
+        self.assertEqual(int(response.headers["content-length"]), len(response.body))
+        self.assertEqual(len(reactor.getDelayedCalls()), before)
+
+    def test_cap_must_be_positive(self) -> None:
+        """A cap below one byte is a programming error."""
+        self.assertRaises(ValueError, soap_request_factory, 0)
+
+
+XXE_FILE = b"""<?xml version="1.0"?>
+<!DOCTYPE foo [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"
+ xmlns:tns="urn:compat-test"><soapenv:Body><tns:echo><tns:text>&xxe;</tns:text>
+</tns:echo></soapenv:Body></soapenv:Envelope>"""
+
+LAUGHS = (
+    b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+    + b"".join(
+        b'<!ENTITY lol%d "%s">' % (i, (b"&lol%d;" % (i - 1) if i > 1 else b"&lol;") * 10)
+        for i in range(1, 10)
+    )
+    + b"]>"
+    + envelope("echo", NS, text="T").split(b"?>", 1)[1].replace(b">T<", b">&lol9;<")
+)
+
+
+class DoctypeTests(SynchronousTestCase):
+    def test_external_entity(self) -> None:
+        """Fix 7: a DTD with an external entity gets a SOAP fault, not HTML 500."""
+        response = post(make_site(), XXE_FILE)
+        self.assertEqual(fault_code(response), "Client.DoctypeForbidden")
+        self.assertNotIn(b"root:", response.body)
+
+    def test_billion_laughs(self) -> None:
+        """Fix 7: an entity expansion bomb is refused quickly with a fault."""
+        started = time.monotonic()
+        response = post(make_site(), LAUGHS)
+        self.assertLess(time.monotonic() - started, 5)
+        self.assertTrue(fault_code(response).startswith("Client."))
+
+
+class LibraryUseTests(SynchronousTestCase):
+    def test_no_global_reactor_call(self) -> None:
+        """Fix 8: building the resource schedules nothing on the global reactor."""
+        from twisted.internet import reactor
+
+        before = len(reactor.getDelayedCalls())
+        TwistedWebResource(make_app())
+        self.assertEqual(len(reactor.getDelayedCalls()), before)
+
+    def test_spyne_logs_no_request_bodies(self) -> None:
+        """Fix 9: a malformed request's body (and its token) is not logged."""
+        records: list[logging.LogRecord] = []
+        handler = logging.Handler()
+        handler.emit = records.append  # type: ignore[method-assign]
+        root = logging.getLogger()
+        root.addHandler(handler)
+        self.addCleanup(root.removeHandler, handler)
+        response = post(make_site(), b"<broken sessionToken='secret-token'")
+        self.assertEqual(fault_code(response), "Client.XMLSyntaxError")
+        self.assertEqual([r for r in records if "secret-token" in r.getMessage()], [])

@@ -1,0 +1,47 @@
+"""Tests for :mod:`waiter_service.runs.state`."""
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from waiter_service.runs.state import InvalidTransition, RunState, transition
+
+TERMINAL = (RunState.COMPLETED, RunState.FAILED, RunState.ABORTED)
+
+
+class TransitionTests(SynchronousTestCase):
+    def test_running_may_end_in_any_terminal_state(self) -> None:
+        """A running run may become completed, failed or aborted."""
+        for new in TERMINAL:
+            self.assertIs(transition(RunState.RUNNING, new), new)
+
+    def test_running_to_running_is_refused(self) -> None:
+        """A running run cannot "move" to running again."""
+        with self.assertRaises(InvalidTransition):
+            transition(RunState.RUNNING, RunState.RUNNING)
+
+    def test_terminal_states_refuse_every_change(self) -> None:
+        """No state at all may follow a terminal state, not even itself."""
+        for current in TERMINAL:
+            for new in RunState:
+                with self.assertRaises(InvalidTransition) as caught:
+                    transition(current, new)
+                self.assertIs(caught.exception.current, current)
+                self.assertIs(caught.exception.new, new)
+
+    def test_refusal_names_both_states(self) -> None:
+        """The refusal's text says which change was refused."""
+        error = InvalidTransition(RunState.FAILED, RunState.COMPLETED)
+        self.assertEqual(str(error), "a run cannot go from failed to completed")
+
+
+class IsTerminalTests(SynchronousTestCase):
+    def test_only_running_is_not_terminal(self) -> None:
+        """Running is the one state that can still change."""
+        self.assertFalse(RunState.RUNNING.is_terminal)
+        for state in TERMINAL:
+            self.assertTrue(state.is_terminal)
+
+    def test_values_are_the_saved_names(self) -> None:
+        """Each state's value is the lower-case name saved in run.json."""
+        self.assertEqual(
+            [state.value for state in RunState], ["running", "completed", "failed", "aborted"]
+        )
