@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import sys
 import threading
 from io import BytesIO
@@ -69,33 +70,38 @@ def _decode(value: bytes | str | None) -> str | None:
     return value
 
 
+_HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+
+
 def reconstruct_url(request: Any) -> str:
-    """
-    Fix 2: the URL a client used to reach this request, as text.
+    """Fix 2: the URL a client used to reach this request, as text."""
+    return base_url(request) + request.uri.decode("latin-1")
 
-    Honours ``X-Forwarded-Host``, ``X-Forwarded-Port`` and
-    ``X-Forwarded-Proto`` as Spyne meant to (a reverse proxy in front of
-    the service sets them), and keeps the path as sent.
+
+def base_url(request: Any) -> str:
     """
-    host = _decode(request.getHeader(b"x-forwarded-host"))
-    port_text = _decode(request.getHeader(b"x-forwarded-port"))
+    ``scheme://host[:port]`` as the client of ``request`` sees this server.
+
+    The host is taken as the client named it (``X-Forwarded-Host``, set by a
+    reverse proxy, else ``Host``), port included, so that a WSDL built from
+    it names an address the client can reach; a malformed host falls back
+    to the server's own address.  ``X-Forwarded-Proto`` and
+    ``X-Forwarded-Port`` are honoured as Spyne meant to.
+    """
+    forwarded_host = _decode(request.getHeader(b"x-forwarded-host"))
+    forwarded_port = _decode(request.getHeader(b"x-forwarded-port"))
     proto = _decode(request.getHeader(b"x-forwarded-proto"))
-
-    port: int | None = None
-    if port_text is not None:
-        try:
-            port = int(port_text)
-        except ValueError:
-            port = None
-    if host is None:
-        host = request.getRequestHostname().decode("ascii", "replace")
-        if port is None:
-            port = request.getHost().port
-    secure = proto.lower() == "https" if proto is not None else bool(request.isSecure())
-    if port is not None and (secure, port) not in ((True, 443), (False, 80)):
-        host = "%s:%d" % (host, port)
-    scheme = "https" if secure else "http"
-    return "%s://%s%s" % (scheme, host, request.uri.decode("latin-1"))
+    secure = proto.strip().lower() == "https" if proto else bool(request.isSecure())
+    host = forwarded_host or _decode(request.getHeader(b"host"))
+    if host is not None:
+        host = host.split(",")[0].strip()
+    if not host or not _HOST.fullmatch(host):
+        address = request.getHost()
+        host = "%s:%d" % (getattr(address, "host", "localhost"), getattr(address, "port", 0))
+    if forwarded_port and forwarded_port.isdigit() and not _HOST.fullmatch(host).group(1):
+        if (secure, forwarded_port) not in ((True, "443"), (False, "80")):
+            host = "%s:%s" % (host, forwarded_port)
+    return "%s://%s" % ("https" if secure else "http", host)
 
 
 def _get_request_method_as_text(self: Any) -> str:
@@ -314,6 +320,7 @@ __all__ = [
     "TwistedWebResource",
     "soap_request_factory",
     "install",
+    "base_url",
     "reconstruct_url",
     "soap_fault_bytes",
 ]

@@ -101,7 +101,9 @@ def makeService(options: Options) -> IService:
         kill_grace=options["kill-grace"],
         launcher=options["launcher"],
     )
-    site = build_site(program, manager, options["context-root"], max_body=options["max-body"])
+    site = build_site(
+        program, manager, options["context-root"], max_body=options["max-body"], reactor=reactor
+    )
     top = MultiService()
     RunManagerService(manager).setServiceParent(top)
     strports.service(options["listen"], site).setServiceParent(top)

@@ -8,7 +8,8 @@ wrapped program can use them too.
 - :class:`FakeProcess`: an ``IProcessTransport`` whose test pushes output,
   and ends it, by hand.
 - :class:`SignalRecorder`: stands in for ``os.killpg``.
-- :func:`http_request`: one HTTP request through a ``Site``, in memory.
+- :func:`http_request`, :func:`send_http_request`: one HTTP request
+  through a ``Site``, in memory.
 """
 
 from __future__ import annotations
@@ -188,7 +189,27 @@ def http_request(
     every synchronous SOAP call on a site whose requests come from
     :func:`waiter_service.spyne_compat.soap_request_factory`.
     """
-    all_headers = {b"Host": b"example.test", b"Connection": b"close"}
+    channel, transport = send_http_request(site, method, path, body, headers, chunked)
+    channel.connectionLost(Failure(ConnectionError("test over")))
+    return parse_response(transport.value())
+
+
+def send_http_request(
+    site: Site,
+    method: bytes,
+    path: bytes,
+    body: bytes = b"",
+    headers: Mapping[bytes, bytes] | None = None,
+    chunked: bool = False,
+) -> tuple[Any, StringTransport]:
+    """Send one request to ``site``: ``(channel, transport)``.
+
+    The answer accumulates in the transport.
+
+    For calls answered later (a ``Deferred``): parse ``transport.value()``
+    with :func:`parse_response` once it has fired.
+    """
+    all_headers = {b"Host": b"example.test"}
     all_headers.update(headers or {})
     if chunked:
         all_headers[b"Transfer-Encoding"] = b"chunked"
@@ -202,8 +223,7 @@ def http_request(
     transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
     channel.makeConnection(transport)
     channel.dataReceived(head + b"\r\n" + wire_body)
-    channel.connectionLost(Failure(ConnectionError("done")))
-    return parse_response(transport.value())
+    return channel, transport
 
 
 def parse_response(raw: bytes) -> HTTPResponse:

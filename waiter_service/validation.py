@@ -31,7 +31,7 @@ class InvalidInput(ValueError):
 
 def check_service_id(value: str | None) -> str:
     """Return ``value`` if it is a safe serviceID, else raise InvalidInput."""
-    if value is None or value == "":
+    if not isinstance(value, str) or value == "":
         raise InvalidInput("serviceID is required")
     if not SERVICE_ID_PATTERN.fullmatch(value):
         raise InvalidInput(

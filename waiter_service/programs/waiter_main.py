@@ -67,32 +67,47 @@ def wait(seconds: int, reporter: Reporter, clock=time.monotonic) -> float:
     """
     start = clock()
     tick = min(1.0, max(seconds / 100.0, 0.05))
-    selector = selectors.DefaultSelector()
-    try:
-        selector.register(sys.stdin, selectors.EVENT_READ)
-    except (ValueError, OSError):
-        selector = None
+    messages = Messages(sys.stdin)
     reporter.report(0)
     while True:
         waited = clock() - start
         if waited >= seconds:
             return waited
         reporter.report(min(99, int(waited * 100 / seconds)))
-        timeout = min(tick, seconds - waited)
-        if selector is None:
-            time.sleep(timeout)
-            continue
-        if selector.select(timeout):
-            line = sys.stdin.readline()
-            if line == "":
-                selector.unregister(sys.stdin)
-                selector = None
-            elif line.strip() == "finish":
+        for line in messages.wait(min(tick, seconds - waited)):
+            if line == "finish":
                 return clock() - start
-            elif line.split(None, 1)[:1] == ["fail"]:
-                raise Failed(line.strip()[4:].strip() or "told to fail")
-            else:
-                print(f"waiter: ignored message {line.strip()[:80]!r}", file=sys.stderr)
+            if line.split(None, 1)[:1] == ["fail"]:
+                raise Failed(line[4:].strip() or "told to fail")
+            print(f"waiter: ignored message {line[:80]!r}", file=sys.stderr)
+
+
+class Messages:
+    """Whole lines from stdin, without blocking longer than asked."""
+
+    def __init__(self, stream) -> None:
+        self.selector = selectors.DefaultSelector()
+        self.pending = b""
+        try:
+            self.fd = stream.fileno()
+            self.selector.register(self.fd, selectors.EVENT_READ)
+        except (ValueError, OSError, AttributeError):
+            self.fd = None
+
+    def wait(self, timeout: float) -> list[str]:
+        """Sleep up to ``timeout`` seconds; return the lines that came."""
+        if self.fd is None:
+            time.sleep(timeout)
+            return []
+        if not self.selector.select(timeout):
+            return []
+        chunk = os.read(self.fd, 65536)
+        if not chunk:
+            self.selector.unregister(self.fd)
+            self.fd = None
+        self.pending += chunk
+        *lines, self.pending = self.pending.split(b"\n")
+        return [line.decode("utf-8", "replace").strip() for line in lines]
 
 
 def main(argv: list[str]) -> int:

@@ -98,9 +98,9 @@ class RunRecord:
 
     def complete(self, outputs: dict[str, str], now: float) -> None:
         """The program succeeded and its outputs are known."""
+        self._end(RunState.COMPLETED, now, 0, None, None)
         self.outputs = dict(outputs)
         self.percent = 100
-        self._end(RunState.COMPLETED, now, 0, None, None)
 
     def fail(
         self,
@@ -111,8 +111,8 @@ class RunRecord:
         output_tail: list[str] | None = None,
     ) -> None:
         """The program failed (or could not start, or was interrupted)."""
-        self.failure_reason = reason
         self._end(RunState.FAILED, now, exit_code, exit_signal, output_tail)
+        self.failure_reason = reason
 
     def abort(
         self,
@@ -156,7 +156,7 @@ class RunRecord:
         """Read a record written by :meth:`to_dict`; raise CorruptRecord."""
         if not isinstance(data, dict):
             raise CorruptRecord("a run record must be a JSON object")
-        if data.get("format") != RECORD_FORMAT:
+        if type(data.get("format")) is not int or data["format"] != RECORD_FORMAT:
             raise CorruptRecord(f"unknown record format {data.get('format')!r}")
         try:
             record = cls(
@@ -175,16 +175,18 @@ class RunRecord:
                 failure_reason=_optional(data, "failure_reason", str),
                 output_tail=[str(line) for line in _typed(data, "output_tail", list)],
                 outputs=_optional(data, "outputs", dict),
-                abort_requested=bool(data.get("abort_requested", False)),
+                abort_requested=_typed(data, "abort_requested", bool),
             )
         except (KeyError, ValueError, TypeError) as e:
             raise CorruptRecord(f"bad run record: {e}") from None
+        if not 0 <= record.percent <= 100:
+            raise CorruptRecord("bad run record: percent out of range")
         return record
 
 
 def _typed(data: dict[str, Any], key: str, kind: Any) -> Any:
     value = data[key]
-    if isinstance(value, bool) or not isinstance(value, kind):
+    if isinstance(value, bool) is not (kind is bool) or not isinstance(value, kind):
         raise TypeError(f"{key} has the wrong type")
     return value
 

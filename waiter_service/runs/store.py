@@ -64,22 +64,32 @@ class RunStore:
         shutil.rmtree(self.folder(service_id), ignore_errors=True)
 
     def save(self, record: RunRecord) -> None:
-        """Write ``record`` as the run's ``run.json``, atomically."""
+        """
+        Write ``record`` as the run's ``run.json``, atomically.
+
+        A final record is also flushed to the disk (``fsync``) before it
+        replaces the old one: a result must survive a power cut.  Progress
+        records are not, to keep the reactor free of disk waits.
+        """
         folder = self.folder(record.service_id)
         data = json.dumps(record.to_dict(), separators=(",", ":")).encode("utf-8")
-        atomic_write(folder / RECORD_NAME, data)
+        atomic_write(folder / RECORD_NAME, data, durable=record.state.is_terminal)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, durable: bool = False) -> None:
     """
     Replace ``path`` with ``data`` so that readers see the old or the new
     content, never a part: write a temporary file beside it, then rename.
+    With ``durable``, the content is on the disk before the rename.
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o640)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -3,27 +3,30 @@ The Twisted resource that serves one SOAP application and its WSDL.
 
 On top of Spyne's resource (fixed by :mod:`waiter_service.spyne_compat`):
 
-- the WSDL is built for the URL the client used and cached per URL (Spyne
-  caches the first one it builds for everybody, so one request with a
-  forged ``Host`` header would send every later client elsewhere);
+- the WSDL is built once, and each client gets it with the endpoint address
+  as that client reaches it (Spyne caches the first one it builds for
+  everybody, so one request with a forged ``Host`` header would send every
+  later client, session tokens and all, elsewhere);
 - an error that escapes Spyne becomes a SOAP Server fault, never Twisted's
   HTML error page.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any
+from xml.sax.saxutils import quoteattr
+
+from spyne.interface.wsdl import Wsdl11
 
 from twisted.logger import Logger
 from twisted.web.server import Request
 
-from ..spyne_compat import TwistedWebResource, reconstruct_url, soap_fault_bytes
+from ..spyne_compat import TwistedWebResource, base_url, soap_fault_bytes
 
 log = Logger()
 
-#: How many WSDL documents (one per distinct URL) are kept.
-WSDL_CACHE_SIZE = 16
+#: The address the WSDL is built with, replaced in each answer.
+_PLACEHOLDER = "http://waiter-service.invalid/endpoint"
 
 
 def wants_wsdl(request: Request) -> bool:
@@ -39,9 +42,10 @@ def wants_wsdl(request: Request) -> bool:
 class SoapResource(TwistedWebResource):  # type: ignore[misc]
     """Serves SOAP POSTs and ``?wsdl`` GETs for one Spyne application."""
 
-    def __init__(self, app: Any, max_body: int) -> None:
+    def __init__(self, app: Any, endpoint_path: str, max_body: int) -> None:
         super().__init__(app, max_content_length=max_body)
-        self._wsdl_cache: OrderedDict[str, bytes] = OrderedDict()
+        self.endpoint_path = endpoint_path
+        self._wsdl_template: bytes | None = None
 
     def render(self, request: Request) -> Any:
         try:
@@ -55,14 +59,12 @@ class SoapResource(TwistedWebResource):  # type: ignore[misc]
             return soap_fault_bytes("Server", "internal error")
 
     def render_wsdl(self, request: Request) -> bytes:
-        url = reconstruct_url(request).split("?", 1)[0]
-        wsdl = self._wsdl_cache.get(url)
-        if wsdl is None:
-            interface = self.http_transport.doc.wsdl11
-            interface.build_interface_document(url)
-            wsdl = interface.get_interface_document()
-            self._wsdl_cache[url] = wsdl
-            if len(self._wsdl_cache) > WSDL_CACHE_SIZE:
-                self._wsdl_cache.popitem(last=False)
+        if self._wsdl_template is None:
+            document = Wsdl11(self.app.interface)
+            document.build_interface_document(_PLACEHOLDER)
+            self._wsdl_template = document.get_interface_document()
+        address = quoteattr(base_url(request) + self.endpoint_path).encode("utf-8")
         request.setHeader(b"content-type", b"text/xml; charset=utf-8")
-        return wsdl
+        return self._wsdl_template.replace(
+            b'location="%s"' % _PLACEHOLDER.encode("ascii"), b"location=" + address
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
@@ -53,6 +54,7 @@ def build_site(
     context_root: list[str],
     max_body: int = DEFAULT_MAX_BODY,
     timeout: float = 60.0,
+    reactor: IReactorTime | None = None,
 ) -> Site:
     """A ``Site`` serving ``<context-root>/<program name>`` (and its WSDL)."""
     root = Resource()
@@ -61,9 +63,12 @@ def build_site(
         child = Resource()
         node.putChild(segment.encode("ascii"), child)
         node = child
-    soap = SoapResource(build_application(program, manager), max_body=max_body)
+    endpoint_path = "/" + "/".join([*context_root, program.name])
+    soap = SoapResource(build_application(program, manager), endpoint_path, max_body)
     node.putChild(program.name.encode("ascii"), soap)
-    site = Site(root, requestFactory=soap_request_factory(max_body), timeout=timeout)
+    site = Site(
+        root, requestFactory=soap_request_factory(max_body), timeout=timeout, reactor=reactor
+    )
     site.displayTracebacks = False
     site.noisy = False
     return site
