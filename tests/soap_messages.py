@@ -17,7 +17,7 @@ def envelope(operation: str, namespace: str = NAMESPACE, **fields: object) -> by
         '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"'
         f' xmlns:tns="{namespace}"><soapenv:Body><tns:{operation}>{body}</tns:{operation}>'
         "</soapenv:Body></soapenv:Envelope>"
-    ).encode("utf-8")
+    ).encode()
 
 
 SOAP_HEADERS = {b"Content-Type": b"text/xml; charset=utf-8"}

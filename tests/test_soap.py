@@ -166,7 +166,7 @@ class StartAndStatusTests(SoapTestCase):
         """abortService answers true once the child is gone; then the page says aborted."""
         self.call("startWaiter", serviceID="s1", sessionToken="t", secondsToWait=60)
         process = self.reactor.processes[0]
-        channel, transport = send_http_request(
+        _channel, transport = send_http_request(
             self.site,
             b"POST",
             ENDPOINT,
@@ -299,7 +299,7 @@ class FaultTests(SoapTestCase):
         self.patch(self.manager, "status", broken)
         self.call("startWaiter", serviceID="s1", sessionToken="t")
         response = self.call("getServiceStatus", serviceID="s1", sessionToken="t")
-        code, text = fault(response)
+        code, _text = fault(response)
         self.assertEqual(code, "Server")
         self.assertNotIn("secret", response.body.decode())
         failures = [e for e in events if e.get("log_level") == LogLevel.critical]

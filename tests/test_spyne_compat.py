@@ -19,12 +19,14 @@ from waiter_service import spyne_compat
 from waiter_service.spyne_compat import (
     DeferredAwareApplication,
     DoctypeFreeSoap11,
+    Integer,
+    ServiceBase,
     TwistedWebResource,
+    Unicode,
+    rpc,
     soap_request_factory,
 )
 from waiter_service.testing import HTTPResponse, http_request
-
-from spyne import Integer, ServiceBase, Unicode, rpc  # noqa: I001  (after spyne_compat)
 
 from .soap_messages import SOAP_HEADERS, envelope
 

@@ -161,8 +161,19 @@ def install() -> None:
 
 install()
 
-# Only now is it safe to import Spyne's Twisted transport and SOAP protocol.
-from spyne import Application, Fault  # noqa: E402
+# Only now is it safe to import Spyne.  The rest of the project imports
+# Spyne's names from here, never from spyne itself.
+from spyne import (  # noqa: E402
+    Application,
+    Boolean,
+    Fault,
+    Integer,
+    ServiceBase,
+    Unicode,
+    rpc,
+)
+from spyne.error import InternalError  # noqa: E402
+from spyne.interface.wsdl import Wsdl11  # noqa: E402
 from spyne.protocol.soap import Soap11  # noqa: E402
 from spyne.server.twisted import TwistedWebResource  # noqa: E402
 from spyne.server.twisted._base import Producer as _SpyneProducer  # noqa: E402
@@ -314,13 +325,21 @@ def soap_fault_bytes(code: str, message: str) -> bytes:
 
 __all__ = [
     "DEFAULT_MAX_BODY",
+    "Boolean",
     "DeferredAwareApplication",
     "DoctypeForbidden",
     "DoctypeFreeSoap11",
+    "Fault",
+    "Integer",
+    "InternalError",
+    "ServiceBase",
     "TwistedWebResource",
-    "soap_request_factory",
-    "install",
+    "Unicode",
+    "Wsdl11",
     "base_url",
+    "install",
     "reconstruct_url",
+    "rpc",
     "soap_fault_bytes",
+    "soap_request_factory",
 ]

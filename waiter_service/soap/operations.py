@@ -14,14 +14,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from spyne import Boolean, Fault, Integer, ServiceBase, Unicode, rpc
-from spyne.error import InternalError
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from .. import spyne_compat  # noqa: F401  (fixes Spyne before it is used)
 from ..runs.manager import RunManager, ServiceTrouble, UnknownRun
 from ..runs.program import InputError, Program
+from ..spyne_compat import (
+    Boolean,
+    Fault,
+    Integer,
+    InternalError,
+    ServiceBase,
+    Unicode,
+    rpc,
+)
 from ..validation import InvalidInput, parse_extra_parameters
 
 log = Logger()

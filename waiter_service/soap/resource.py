@@ -16,12 +16,10 @@ from __future__ import annotations
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from spyne.interface.wsdl import Wsdl11
-
 from twisted.logger import Logger
 from twisted.web.server import Request
 
-from ..spyne_compat import TwistedWebResource, base_url, soap_fault_bytes
+from ..spyne_compat import TwistedWebResource, Wsdl11, base_url, soap_fault_bytes
 
 log = Logger()
 
