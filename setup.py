@@ -26,16 +26,18 @@ setup(
     package_dir={"twisted.plugins": "twisted_plugins"},
     install_requires=[
         "spyne==2.14.0",
-        "Twisted[tls]>=24.11,<27",
-        "constantly>=15.1",
-        "lxml>=5.2,<7",
-        "zope.interface>=6",
+        "Twisted[tls]>=26.10,<27",
+        "constantly>=23.10,<24",
+        "lxml>=6.2,<7",
+        "zope.interface>=7,<9",
     ],
     extras_require={
         "test": [
-            "zeep>=4.3,<5",
-            "ruff>=0.6,<1",
-            "mypy>=1.10,<3",
+            "zeep>=4.3.3,<5",
+            "requests>=2.32,<3",
+            "ruff>=0.17,<0.18",
+            "mypy>=2.4,<3",
+            "mypy-zope>=1.0.17,<2",
         ],
     },
     entry_points={

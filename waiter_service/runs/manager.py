@@ -219,9 +219,11 @@ class RunManager:
         self.log.info("run {service_id} abort requested", service_id=run.record.service_id)
         if run.child is not None:
             run.child.terminate(self.kill_grace)
-        d = run.when_ended()
-        d.addCallback(lambda _: run.record.state is RunState.ABORTED)
-        return d
+
+        def stopped(_: None) -> bool:
+            return run.record.state is RunState.ABORTED
+
+        return run.when_ended().addCallback(stopped)
 
     def notify(self, service_id: str | None, message: str | None) -> str:
         """Pass ``message`` as one line to the running program's stdin."""

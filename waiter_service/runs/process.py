@@ -143,7 +143,7 @@ class ChildProtocol(ProcessProtocol):
 
     def _signal(self, signum: int) -> None:
         pid = self.pid
-        if pid is None:
+        if pid is None or self.transport is None:
             return
         try:
             self.signal_group(pid, signum)

@@ -1,0 +1,173 @@
+"""
+End to end: the real ``twistd -n waiter``, real children, a real SOAP
+client (zeep), as the workflow manager meets the service.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import requests
+import zeep
+from twisted.trial.unittest import SynchronousTestCase
+from zeep.exceptions import Fault
+
+from .e2e_server import (
+    REPO,
+    Server,
+    group_members,
+    process_gone,
+    twistd_command,
+    wait_for,
+)
+from .soap_messages import SOAP_HEADERS, envelope
+
+
+def page_text(status: str) -> str:
+    return base64.b64decode(status).decode("utf-8")
+
+
+class EndToEndTestCase(SynchronousTestCase):
+    server_options: tuple[str, ...] = ("--kill-grace", "3")
+
+    def setUp(self) -> None:
+        self.server = Server(Path(self.mktemp()).resolve(), *self.server_options)
+        self.addCleanup(self.server.stop)
+        self.client = zeep.Client(self.server.url + "?wsdl")
+        self.soap = self.client.service
+
+    def status(self, service_id: str) -> zeep.xsd.CompoundValue:
+        return self.soap.getServiceStatus(serviceID=service_id, sessionToken="token")
+
+    def poll_until(self, service_id: str, predicate, timeout: float = 15):
+        """Poll like the workflow manager (faster) until ``predicate(answer)``."""
+
+        def check():
+            answer = self.status(service_id)
+            return answer if predicate(answer) else None
+
+        return wait_for(check, timeout, interval=0.2)
+
+
+class PluginTests(SynchronousTestCase):
+    def test_twistd_lists_plugin(self) -> None:
+        """After installation, twistd lists the waiter plugin from any folder."""
+        folder = Path(self.mktemp()).resolve()
+        folder.mkdir()
+        env = {"PATH": os.environ.get("PATH", os.defpath)}
+        done = subprocess.run(
+            [*twistd_command(), "--help"], cwd=folder, env=env, capture_output=True, text=True
+        )
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertRegex(done.stdout, r"\n\s+waiter\s+The waiter")
+
+    def test_bad_option_is_one_line(self) -> None:
+        """A bad option value stops twistd with a usage error, not a traceback."""
+        folder = Path(self.mktemp()).resolve()
+        folder.mkdir()
+        env = {"PATH": os.environ.get("PATH", os.defpath), "PYTHONPATH": str(REPO)}
+        done = subprocess.run(
+            [*twistd_command(), "-n", "waiter", "--result-encoding", "xml"],
+            cwd=folder,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        self.assertNotEqual(done.returncode, 0)
+        self.assertIn("--result-encoding must be base64 or raw", done.stdout + done.stderr)
+        self.assertNotIn("Traceback", done.stdout + done.stderr)
+
+
+class RunTests(EndToEndTestCase):
+    def test_two_second_wait(self) -> None:
+        """A 2 s wait answers a page at once, then COMPLETED with the waiter's result."""
+        started = self.soap.startWaiter(serviceID="e2e_1", sessionToken="token", secondsToWait=2)
+        self.assertEqual(started.result, "UNSET")
+        self.assertIn("Running", page_text(started.status_base64))
+        done = self.poll_until("e2e_1", lambda a: a.status_base64 == "COMPLETED")
+        self.assertEqual(base64.b64decode(done.result), b"Waited 2.0 of 2 seconds.\n")
+        self.assertEqual(self.server.record("e2e_1")["state"], "completed")
+        self.assertTrue(process_gone(self.server.record("e2e_1")["pid"]))
+
+    def test_abort(self) -> None:
+        """Abort stops a long run: the child and its whole group are gone."""
+        self.soap.startWaiter(serviceID="e2e_long", sessionToken="token", secondsToWait=600)
+        pid = self.server.record("e2e_long")["pid"]
+        wait_for(lambda: os.getpgid(pid) == pid, 5)
+        self.assertEqual(os.getsid(pid), pid)
+        self.assertIs(self.soap.abortService(serviceID="e2e_long", sessionToken="token"), True)
+        self.assertTrue(process_gone(pid))
+        self.assertEqual(group_members(pid), [])
+        self.assertIn("Aborted", page_text(self.status("e2e_long").status_base64))
+        self.assertEqual(self.server.record("e2e_long")["state"], "aborted")
+        self.assertIs(self.soap.abortService(serviceID="e2e_long", sessionToken="token"), False)
+
+    def test_failing_child(self) -> None:
+        """A failing child gives a failure page with its status and escaped stderr."""
+        self.soap.startWaiter(serviceID="e2e_fail", sessionToken="token", secondsToWait=600)
+        response = self.soap.notifyService(
+            sessionToken="token", serviceID="e2e_fail", message="fail <script>alert(1)</script>"
+        )
+        self.assertEqual(response, "delivered to the running program")
+        answer = self.poll_until("e2e_fail", lambda a: "Failed" in page_text(a.status_base64))
+        page = page_text(answer.status_base64)
+        self.assertIn("exit status 1", page)
+        self.assertIn("&lt;script&gt;alert(1)&lt;/script&gt;", page)
+        self.assertNotIn("<script>", page)
+        self.assertEqual(answer.result, "UNSET")
+
+    def test_killed_child(self) -> None:
+        """A child killed from outside is reported failed, never COMPLETED."""
+        self.soap.startWaiter(serviceID="e2e_kill", sessionToken="token", secondsToWait=600)
+        os.kill(self.server.record("e2e_kill")["pid"], signal.SIGKILL)
+        answer = self.poll_until("e2e_kill", lambda a: "Failed" in page_text(a.status_base64))
+        self.assertIn("killed by signal 9", page_text(answer.status_base64))
+
+    def test_notify_finish(self) -> None:
+        """notifyService 'finish' makes the waiter complete at once."""
+        self.soap.startWaiter(serviceID="e2e_note", sessionToken="token", secondsToWait=600)
+        self.soap.notifyService(sessionToken="token", serviceID="e2e_note", message="finish")
+        done = self.poll_until("e2e_note", lambda a: a.status_base64 == "COMPLETED", 10)
+        self.assertIn(b"of 600 seconds", base64.b64decode(done.result))
+
+    def test_faults(self) -> None:
+        """Bad calls get SOAP faults, create nothing, and the server keeps serving."""
+        for call in [
+            lambda: self.soap.startWaiter(serviceID="../x", sessionToken="t", secondsToWait=1),
+            lambda: self.soap.startWaiter(serviceID="ok_id", sessionToken="t", secondsToWait=-1),
+            lambda: self.status("never_started"),
+            lambda: self.soap.abortService(serviceID="never_started", sessionToken="t"),
+            lambda: self.soap.notifyService(sessionToken="t", serviceID="nope", message="x"),
+        ]:
+            self.assertRaises(Fault, call)
+        raw_bodies = [
+            b"<not xml",
+            envelope("dropTables", serviceID="x", sessionToken="t"),
+            b'<?xml version="1.0"?><!DOCTYPE e [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+            + envelope("getServiceStatus", serviceID="a", sessionToken="t").split(b"?>", 1)[1],
+            envelope("startWaiter", serviceID="big", sessionToken="t" * (1024 * 1024)),
+        ]
+        for body in raw_bodies:
+            response = requests.post(self.server.url, data=body, headers=SOAP_HEADERS, timeout=10)
+            self.assertIn(response.status_code, (413, 500))
+            self.assertIn(b"Fault>", response.content)
+            self.assertNotIn(b"Traceback", response.content)
+        self.assertEqual(list(self.server.workdir.iterdir()), [])
+        started = self.soap.startWaiter(serviceID="after_faults", sessionToken="t", secondsToWait=1)
+        self.assertEqual(started.result, "UNSET")
+
+
+class StopTests(EndToEndTestCase):
+    def test_graceful_stop(self) -> None:
+        """SIGTERM to twistd stops running children and records them as interrupted."""
+        self.soap.startWaiter(serviceID="e2e_stop", sessionToken="token", secondsToWait=600)
+        pid = self.server.record("e2e_stop")["pid"]
+        self.assertIn(self.server.stop(), (0, -signal.SIGTERM))
+        self.assertTrue(process_gone(pid))
+        record = self.server.record("e2e_stop")
+        self.assertEqual(record["state"], "failed")
+        self.assertEqual(record["failure_reason"], "interrupted: the service stopped")
