@@ -208,6 +208,15 @@ class StatusTests(ManagerTestCase):
         self.assertIn("without writing its result", page(answer))
         self.assertEqual(self.manager.runs["run_1"].record.state, RunState.FAILED)
 
+    def test_result_too_large(self) -> None:
+        """A result over the program's limit fails the run, with a reason that says so."""
+        process = self.start()
+        (self.root / "run_1" / "result").write_bytes(b"x" * (1024 * 1024 + 1))
+        process.exit(0)
+        html = page(self.manager.status("run_1"))
+        self.assertIn("result is too large", html)
+        self.assertEqual(self.manager.runs["run_1"].record.state, RunState.FAILED)
+
     def test_failed_child(self) -> None:
         """A non-zero exit shows the status and the escaped end of stderr."""
         process = self.start()

@@ -192,6 +192,25 @@ class StartAndStatusTests(SoapTestCase):
         self.assertEqual(bytes(self.reactor.processes[0].stdin), b"finish\n")
 
 
+class LoggingTests(SoapTestCase):
+    def test_one_event_per_call(self) -> None:
+        """Each call logs its operation, serviceID, outcome and duration; never the token."""
+        events: list[dict[str, object]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        self.call("startWaiter", serviceID="s1", sessionToken="secret-token", secondsToWait=5)
+        self.call("getServiceStatus", serviceID="../../etc" + "x" * 500, sessionToken="t")
+        calls = [e for e in events if "operation" in e and "outcome" in e]
+        self.assertEqual(
+            [(e["operation"], e["outcome"]) for e in calls],
+            [("startWaiter", "ok"), ("getServiceStatus", "Client.InvalidInput")],
+        )
+        self.assertEqual(calls[0]["service_id"], "s1")
+        self.assertLess(len(str(calls[1]["service_id"])), 60)
+        self.assertTrue(all(isinstance(e["duration"], float) for e in calls))
+        self.assertNotIn("secret-token", repr(events))
+
+
 class FaultTests(SoapTestCase):
     def assertClientFault(self, response: HTTPResponse, code: str) -> str:
         self.assertEqual(response.code, 500 if code != "Client.RequestTooLong" else 413)

@@ -321,14 +321,19 @@ class RunManager:
         try:
             outputs = self.program.collect_outputs(run.folder)
         except (MissingOutput, OSError, ValueError) as e:
+            if isinstance(e, MissingOutput) or isinstance(e, FileNotFoundError):
+                reason = "the program ended without writing its result"
+            elif isinstance(e, ValueError):
+                reason = "the program's result is too large"
+            else:
+                reason = "the program's result could not be read"
             self.log.warn(
-                "run {service_id} exited 0 without its outputs: {error}",
+                "run {service_id} exited 0 but {reason}: {error}",
                 service_id=run.record.service_id,
+                reason=reason,
                 error=str(e),
             )
-            run.record.fail(
-                "the program ended without writing its result", now, 0, None, stderr_tail
-            )
+            run.record.fail(reason, now, 0, None, stderr_tail)
             return
         encoded = {name: base64.b64encode(data).decode("ascii") for name, data in outputs.items()}
         run.record.complete(encoded, now)

@@ -28,7 +28,7 @@ from ..spyne_compat import (
     Unicode,
     rpc,
 )
-from ..validation import InvalidInput, parse_extra_parameters
+from ..validation import InvalidInput, check_service_id, parse_extra_parameters
 
 log = Logger()
 
@@ -52,6 +52,14 @@ def to_fault(error: Exception) -> Fault:
     return InternalError(error)
 
 
+def loggable(service_id: object) -> str:
+    """A serviceID as it may appear in the log: as it is if valid, else cut."""
+    try:
+        return check_service_id(service_id)  # type: ignore[arg-type]
+    except InvalidInput:
+        return "(invalid) " + repr(service_id)[:40]
+
+
 def _logged(operation: str, call: Callable[..., Any]) -> Callable[..., Any]:
     """Run ``call`` for ``operation``, log one event, map errors to faults."""
 
@@ -60,9 +68,9 @@ def _logged(operation: str, call: Callable[..., Any]) -> Callable[..., Any]:
 
         def done(outcome: str, result: Any = None) -> Any:
             log.info(
-                "{operation} {service_id!r}: {outcome}",
+                "{operation} {service_id}: {outcome}",
                 operation=operation,
-                service_id=service_id,
+                service_id=loggable(service_id),
                 outcome=outcome,
                 duration=time.perf_counter() - started,
             )
