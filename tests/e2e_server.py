@@ -72,8 +72,8 @@ class Server:
     def __init__(self, folder: Path, *options: str) -> None:
         self.folder = folder
         self.workdir = folder / "work"
-        self.log_path = folder / "twistd.log"
         folder.mkdir(parents=True, exist_ok=True)
+        self.log_path = folder / f"twistd-{len(list(folder.glob('twistd-*.log')))}.log"
         env = {
             "PATH": os.environ.get("PATH", os.defpath),
             "PYTHONPATH": str(REPO),
@@ -111,6 +111,11 @@ class Server:
     def record(self, service_id: str) -> dict[str, Any]:
         """The run's record as saved on disk."""
         return json.loads((self.workdir / service_id / "run.json").read_text())
+
+    def kill(self) -> None:
+        """SIGKILL: the server dies at once, as in a crash."""
+        self.process.kill()
+        self.process.wait()
 
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM, then wait; KILL if it does not stop in time."""

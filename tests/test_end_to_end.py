@@ -161,13 +161,84 @@ class RunTests(EndToEndTestCase):
         self.assertEqual(started.result, "UNSET")
 
 
-class StopTests(EndToEndTestCase):
-    def test_graceful_stop(self) -> None:
-        """SIGTERM to twistd stops running children and records them as interrupted."""
-        self.soap.startWaiter(serviceID="e2e_stop", sessionToken="token", secondsToWait=600)
-        pid = self.server.record("e2e_stop")["pid"]
-        self.assertIn(self.server.stop(), (0, -signal.SIGTERM))
+class RestartTests(SynchronousTestCase):
+    def start_server(self, folder: Path, *options: str) -> Server:
+        server = Server(folder, "--kill-grace", "3", *options)
+        self.addCleanup(server.stop)
+        return server
+
+    def test_graceful_stop_keeps_children(self) -> None:
+        """By default a stopped server leaves its children; the next one adopts them."""
+        folder = Path(self.mktemp()).resolve()
+        server = self.start_server(folder)
+        soap = zeep.Client(server.url + "?wsdl").service
+        soap.startWaiter(serviceID="kept", sessionToken="t", secondsToWait=600)
+        pid = server.record("kept")["pid"]
+        self.assertIn(server.stop(), (0, -signal.SIGTERM))
+        self.assertFalse(process_gone(pid))
+        server = self.start_server(folder)
+        soap = zeep.Client(server.url + "?wsdl").service
+        self.assertIn(
+            "Running",
+            page_text(soap.getServiceStatus(serviceID="kept", sessionToken="t").status_base64),
+        )
+        self.assertIs(soap.abortService(serviceID="kept", sessionToken="t"), True)
         self.assertTrue(process_gone(pid))
-        record = self.server.record("e2e_stop")
+        self.assertEqual(server.record("kept")["state"], "aborted")
+
+    def test_graceful_stop_stops_children(self) -> None:
+        """With --on-stop stop, SIGTERM stops children and records them as interrupted."""
+        server = self.start_server(Path(self.mktemp()).resolve(), "--on-stop", "stop")
+        soap = zeep.Client(server.url + "?wsdl").service
+        soap.startWaiter(serviceID="e2e_stop", sessionToken="token", secondsToWait=600)
+        pid = server.record("e2e_stop")["pid"]
+        self.assertIn(server.stop(), (0, -signal.SIGTERM))
+        self.assertTrue(process_gone(pid))
+        record = server.record("e2e_stop")
         self.assertEqual(record["state"], "failed")
         self.assertEqual(record["failure_reason"], "interrupted: the service stopped")
+
+    def test_sigkill_with_twenty_runs(self) -> None:
+        """After SIGKILL with runs finished, running and queued, every run ends right."""
+        folder = Path(self.mktemp()).resolve()
+        server = self.start_server(folder, "--max-running", "5")
+        soap = zeep.Client(server.url + "?wsdl").service
+        for i in range(4):
+            soap.startWaiter(serviceID=f"done_{i}", sessionToken="t", secondsToWait=0)
+        wait_for(
+            lambda: all(
+                soap.getServiceStatus(serviceID=f"done_{i}", sessionToken="t").status_base64
+                == "COMPLETED"
+                for i in range(4)
+            ),
+            15,
+            interval=0.2,
+        )
+        for i in range(16):
+            soap.startWaiter(serviceID=f"late_{i:02}", sessionToken="t", secondsToWait=2)
+        states = [server.record(f"late_{i:02}")["state"] for i in range(16)]
+        self.assertEqual(states.count("running"), 5)
+        self.assertEqual(states.count("queued"), 11)
+        running_pids = [server.record(f"late_{i:02}")["pid"] for i in range(5)]
+        server.kill()
+        self.assertFalse(any(process_gone(pid) for pid in running_pids))
+        server = self.start_server(folder, "--max-running", "5")
+        soap = zeep.Client(server.url + "?wsdl").service
+        for i in range(4):
+            answer = soap.getServiceStatus(serviceID=f"done_{i}", sessionToken="t")
+            self.assertEqual(base64.b64decode(answer.result), b"Waited 0.0 of 0 seconds.\n")
+
+        def all_completed() -> bool:
+            return all(
+                soap.getServiceStatus(serviceID=f"late_{i:02}", sessionToken="t").status_base64
+                == "COMPLETED"
+                for i in range(16)
+            )
+
+        wait_for(all_completed, 40, interval=0.5)
+        for i in range(16):
+            answer = soap.getServiceStatus(serviceID=f"late_{i:02}", sessionToken="t")
+            self.assertEqual(base64.b64decode(answer.result), b"Waited 2.0 of 2 seconds.\n")
+        self.assertTrue(all(process_gone(pid) for pid in running_pids))
+        started = [server.record(f"late_{i:02}")["started_at"] for i in range(5, 16)]
+        self.assertEqual(started, sorted(started))

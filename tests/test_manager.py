@@ -51,9 +51,18 @@ class ManagerTestCase(SynchronousTestCase):
             "launcher": LAUNCHER,
             "signal_group": self.groups,
             "child_env": {"PATH": "/usr/bin:/bin"},
+            "identify": self.reactor.identify,
+            "is_alive": self.reactor.is_alive,
         }
         options.update(kwargs)
         return RunManager(self.reactor, self.store, Waiter(max_seconds=600), **options)  # type: ignore[arg-type]
+
+    def replace_manager(self, **kwargs: object) -> RunManager:
+        """Stop the running manager and start one built with ``kwargs``."""
+        self.successResultOf(self.manager.stop_service())
+        self.manager = self.make_manager(**kwargs)
+        self.manager.start_service()
+        return self.manager
 
     def start(self, service_id: str = "run_1", seconds: int | None = 60) -> FakeProcess:
         self.manager.start(service_id, {"secondsToWait": seconds})
@@ -193,7 +202,7 @@ class StatusTests(ManagerTestCase):
 
     def test_completed_raw(self) -> None:
         """With the raw encoding the result is sent as text, made XML-safe."""
-        self.manager = self.make_manager(result_encoding="raw")
+        self.replace_manager(result_encoding="raw")
         process = self.start()
         (self.root / "run_1" / "result").write_bytes("done é\x01\n".encode())
         process.exit(0)
@@ -343,8 +352,9 @@ class NotifyTests(ManagerTestCase):
 
 
 class StopTests(ManagerTestCase):
-    def test_stop_service(self) -> None:
-        """Stopping the server stops running children and records why."""
+    def test_stop_policy_stop(self) -> None:
+        """With on_stop=stop, stopping the server stops children and records why."""
+        self.replace_manager(on_stop="stop")
         running = self.start("run_a")
         done = self.start("run_b")
         (self.root / "run_b" / "result").write_bytes(b"r")
@@ -359,3 +369,19 @@ class StopTests(ManagerTestCase):
         self.assertEqual(record.failure_reason, "interrupted: the service stopped")
         self.assertEqual(self.saved("run_b")["state"], "completed")
         self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_stop_policy_keep(self) -> None:
+        """With on_stop=keep (the default), children are left running for the next start."""
+        running = self.start("run_a")
+        running.stdout(b"progress 25\n")
+        self.successResultOf(self.manager.stop_service())
+        self.assertEqual(self.groups.sent, [])
+        self.assertEqual(self.saved("run_a")["state"], "running")
+        self.assertEqual(self.saved("run_a")["percent"], 25)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_no_start_while_stopping(self) -> None:
+        """A start that arrives while the server stops is refused, nothing created."""
+        self.manager.stop_service()
+        self.assertRaises(ServiceTrouble, self.manager.start, "late", {"secondsToWait": 1})
+        self.assertFalse((self.root / "late").exists())

@@ -15,6 +15,7 @@ def make_record() -> RunRecord:
         program="Waiter",
         inputs={"secondsToWait": 5},
         created_at=1000.0,
+        state=RunState.RUNNING,
     )
 
 

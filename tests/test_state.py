@@ -13,6 +13,21 @@ class TransitionTests(SynchronousTestCase):
         for new in TERMINAL:
             self.assertIs(transition(RunState.RUNNING, new), new)
 
+    def test_queued_may_start_or_end(self) -> None:
+        """A queued run may start, be aborted, or fail (e.g. interrupted)."""
+        for new in (RunState.RUNNING, RunState.ABORTED, RunState.FAILED):
+            self.assertIs(transition(RunState.QUEUED, new), new)
+
+    def test_queued_cannot_complete(self) -> None:
+        """A run that never started cannot be completed."""
+        with self.assertRaises(InvalidTransition):
+            transition(RunState.QUEUED, RunState.COMPLETED)
+
+    def test_running_cannot_go_back_to_the_queue(self) -> None:
+        """A started run never returns to the queue (it would run twice)."""
+        with self.assertRaises(InvalidTransition):
+            transition(RunState.RUNNING, RunState.QUEUED)
+
     def test_running_to_running_is_refused(self) -> None:
         """A running run cannot "move" to running again."""
         with self.assertRaises(InvalidTransition):
@@ -34,8 +49,9 @@ class TransitionTests(SynchronousTestCase):
 
 
 class IsTerminalTests(SynchronousTestCase):
-    def test_only_running_is_not_terminal(self) -> None:
-        """Running is the one state that can still change."""
+    def test_only_queued_and_running_are_not_terminal(self) -> None:
+        """Queued and running are the states that can still change."""
+        self.assertFalse(RunState.QUEUED.is_terminal)
         self.assertFalse(RunState.RUNNING.is_terminal)
         for state in TERMINAL:
             self.assertTrue(state.is_terminal)
@@ -43,5 +59,6 @@ class IsTerminalTests(SynchronousTestCase):
     def test_values_are_the_saved_names(self) -> None:
         """Each state's value is the lower-case name saved in run.json."""
         self.assertEqual(
-            [state.value for state in RunState], ["running", "completed", "failed", "aborted"]
+            [state.value for state in RunState],
+            ["queued", "running", "completed", "failed", "aborted"],
         )

@@ -6,6 +6,7 @@ import re
 from twisted.trial.unittest import SynchronousTestCase
 
 from waiter_service.runs.record import RunRecord
+from waiter_service.runs.state import RunState
 from waiter_service.status_page import encode_page, format_duration, render_status_page
 
 NASTY = '<script>alert(1)</script> & "quoted"'
@@ -18,6 +19,7 @@ def make_record() -> RunRecord:
         program="Waiter",
         inputs={"secondsToWait": 300},
         created_at=1000.0,
+        state=RunState.RUNNING,
     )
 
 

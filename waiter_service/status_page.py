@@ -27,6 +27,7 @@ _STYLE = (
 )
 
 _TITLES = {
+    RunState.QUEUED: "Queued",
     RunState.RUNNING: "Running",
     RunState.COMPLETED: "Finished",
     RunState.FAILED: "Failed",
@@ -55,14 +56,21 @@ def describe_exit(record: RunRecord) -> str | None:
     return None
 
 
-def render_status_page(record: RunRecord, now: float) -> str:
+def render_status_page(record: RunRecord, now: float, queue_position: int | None = None) -> str:
     """The status page of ``record`` at time ``now``, as HTML text."""
     state = record.state
     title = _TITLES[state]
     if state is RunState.RUNNING and record.abort_requested:
         title = "Stopping"
-    rows = [("Run", record.service_id), ("Elapsed", format_duration(record.elapsed(now)))]
+    rows = [("Run", record.service_id)]
+    if state is RunState.QUEUED:
+        rows.append(("Waiting", format_duration(max(0.0, now - record.created_at))))
+    else:
+        rows.append(("Elapsed", format_duration(record.elapsed(now))))
     parts = [f"<h1>{escape(record.program)}: {title}</h1>"]
+    if state is RunState.QUEUED:
+        where = f", position {queue_position}" if queue_position is not None else ""
+        parts.append(f"<p>Queued{where}: it starts when a slot is free.</p>")
     if state is RunState.RUNNING:
         percent = record.percent
         parts.append(
@@ -76,7 +84,7 @@ def render_status_page(record: RunRecord, now: float) -> str:
     if state is RunState.FAILED and record.failure_reason:
         rows.append(("Reason", record.failure_reason))
     exit_text = describe_exit(record)
-    if state is not RunState.RUNNING and exit_text:
+    if state.is_terminal and exit_text:
         rows.append(("Ended with", exit_text))
     parts.append(
         "<dl>" + "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in rows) + "</dl>"

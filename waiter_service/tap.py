@@ -11,7 +11,8 @@ from twisted.python import usage
 
 from . import __version__
 from .programs.waiter import DEFAULT_MAX_SECONDS, Waiter
-from .runs.manager import RESULT_ENCODINGS, RunManager, find_launcher
+from .runs.manager import ON_STOP, RESULT_ENCODINGS, Limits, RunManager, find_launcher
+from .runs.retention import parse_duration
 from .runs.store import RunStore
 from .service import RunManagerService
 from .soap.site import build_site, parse_context_root
@@ -23,6 +24,25 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise ValueError("must be 1 or more")
     return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
+def _duration(text: str) -> float:
+    value = parse_duration(text)
+    if value <= 0:
+        raise ValueError("must be more than 0")
+    return value
+
+
+def _optional_duration(text: str) -> float | None:
+    value = parse_duration(text)
+    return value if value > 0 else None
 
 
 def _non_negative_float(text: str) -> float:
@@ -46,6 +66,11 @@ class Options(usage.Options):
         ["max-wait", None, DEFAULT_MAX_SECONDS, "Largest secondsToWait accepted.", _positive_int],
         ["kill-grace", None, 10.0, "Seconds between TERM and KILL on abort.", _non_negative_float],
         ["max-body", None, DEFAULT_MAX_BODY, "Largest request body, in bytes.", _positive_int],
+        ["max-running", None, 32, "Runs whose programs run at once.", _positive_int],
+        ["max-queued", None, 1000, "Runs that may wait for a slot.", _non_negative_int],
+        ["max-seconds", None, None, "Wall-time limit of a run (0: none).", _optional_duration],
+        ["retention", None, 7 * 86400.0, "Keep finished runs this long (7d).", _duration],
+        ["on-stop", None, "keep", "On a graceful stop, keep or stop children."],
     ]
 
     def opt_version(self) -> None:
@@ -71,6 +96,8 @@ class Options(usage.Options):
 
         if self["result-encoding"] not in RESULT_ENCODINGS:
             raise usage.UsageError("--result-encoding must be base64 or raw")
+        if self["on-stop"] not in ON_STOP:
+            raise usage.UsageError("--on-stop must be keep or stop")
 
         workdir = self["workdir"] or os.environ.get("WAITER_LOG_FOLDER") or "waiter-work"
         store = RunStore(Path(workdir))
@@ -97,6 +124,13 @@ def makeService(options: Options) -> IService:
         reactor,  # type: ignore[arg-type]
         options["store"],
         program,
+        limits=Limits(
+            max_running=options["max-running"],
+            max_queued=options["max-queued"],
+            max_seconds=options["max-seconds"],
+            retention=options["retention"],
+        ),
+        on_stop=options["on-stop"],
         result_encoding=options["result-encoding"],
         kill_grace=options["kill-grace"],
         launcher=options["launcher"],

@@ -26,6 +26,11 @@ from twisted.python.failure import Failure
 from twisted.web.server import Site
 from zope.interface import implementer
 
+from .runs.procinfo import ProcessIdentity
+
+#: The boot id of the fake processes' machine.
+FAKE_BOOT_ID = "00000000-fake-boot"
+
 
 @implementer(IProcessTransport)
 class FakeProcess:
@@ -116,6 +121,7 @@ class FakeProcess:
     def _end(self, reason: Exception) -> None:
         if self.pid is None:
             raise RuntimeError("the process has already ended")
+        self.reactor.alive.pop(self.pid, None)
         self.pid = None
         self.stdin_closed = True
         self.proto.processExited(Failure(reason))
@@ -130,7 +136,23 @@ class FakeProcessReactor(MemoryReactorClock):
         super().__init__()
         self.processes: list[FakeProcess] = []
         self.spawn_error: Exception | None = None
+        #: The fake machine's live processes, by pid (see identify, is_alive).
+        self.alive: dict[int, ProcessIdentity] = {}
         self._next_pid = first_pid
+
+    def identify(self, pid: int) -> ProcessIdentity | None:
+        """Stands in for ``procinfo.identify``."""
+        return self.alive.get(pid)
+
+    def is_alive(self, identity: ProcessIdentity) -> bool:
+        """Stands in for ``procinfo.is_alive``."""
+        return self.alive.get(identity.pid) == identity
+
+    def add_foreign_process(self, pid: int, start_ticks: int = 1) -> ProcessIdentity:
+        """A live process that this reactor did not start (e.g. an orphan)."""
+        identity = ProcessIdentity(pid, start_ticks, FAKE_BOOT_ID)
+        self.alive[pid] = identity
+        return identity
 
     def spawnProcess(
         self,
@@ -147,6 +169,7 @@ class FakeProcessReactor(MemoryReactorClock):
         if self.spawn_error is not None:
             raise self.spawn_error
         process = FakeProcess(self, processProtocol, executable, args, env, path, self._next_pid)
+        self.alive[self._next_pid] = ProcessIdentity(self._next_pid, self._next_pid, FAKE_BOOT_ID)
         self._next_pid += 1
         self.processes.append(process)
         processProtocol.makeConnection(process)

@@ -77,3 +77,21 @@ class Waiter:
             return {"result": read_capped(folder / "result", MAX_RESULT_BYTES)}
         except FileNotFoundError:
             raise MissingOutput("the waiter wrote no result file") from None
+
+    def read_progress(self, folder: Path) -> Progress | None:
+        try:
+            text = read_capped(folder / "status", 64).decode("ascii")
+            return Progress(float(int(text.strip())))
+        except (OSError, ValueError):
+            return None
+
+    def finished_outputs(self, folder: Path) -> dict[str, bytes] | None:
+        # The waiter writes its result, then 100 to its status file: 100
+        # means the result is complete.
+        progress = self.read_progress(folder)
+        if progress is None or progress.percent < 100:
+            return None
+        try:
+            return self.collect_outputs(folder)
+        except (MissingOutput, OSError, ValueError):
+            return None

@@ -52,8 +52,12 @@ class Reporter:
                 sys.stdout.write(f"progress {percent}\n")
                 sys.stdout.flush()
             except (BrokenPipeError, ValueError):
-                # The server went away: keep going, the status file remains.
+                # The server went away: keep going, the status file remains
+                # (a restarted server adopts this run and reads it there).
                 self.stdout_open = False
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.dup2(devnull, sys.stderr.fileno())
 
 
 class Failed(Exception):

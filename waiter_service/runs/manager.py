@@ -1,21 +1,24 @@
 """
-The runs of one server: start, status, abort, notify, and shutdown.
+The runs of one server: start, status, abort, notify; the queue and the
+limits; recovery at start, retention, and shutdown.
 
 This is where a run's state lives while the server runs.  Polls are
 answered from memory only; each change is saved to the run's folder (at
-once for a start and an end, at most every ``flush_interval`` seconds for
-progress).  The manager takes the reactor as a parameter: tests drive it
-with :mod:`waiter_service.testing`.
+once for a start, a launch and an end, at most every ``flush_interval``
+seconds for progress).  The manager takes the reactor as a parameter:
+tests drive it with :mod:`waiter_service.testing`.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 import re
 import shutil
-from collections.abc import Mapping
-from pathlib import Path
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, NamedTuple, NoReturn
 
 from twisted.internet.defer import Deferred, gatherResults, succeed
@@ -25,9 +28,15 @@ from twisted.logger import Logger
 
 from ..status_page import encode_page, render_status_page
 from ..validation import InvalidInput, check_message, check_service_id
+from . import procinfo
+from .adopted import AdoptedChild
 from .process import ChildProtocol, SignalGroup
+from .procinfo import ProcessIdentity
 from .program import MissingOutput, Program
-from .record import RunRecord
+from .record import CorruptRecord, RunRecord
+from .recovery import INTERRUPTED, UNREADABLE, plan_recovery
+from .retention import Tombstones, due_for_removal
+from .run import Run
 from .state import RunState
 from .store import RunExists, RunStore
 
@@ -35,10 +44,13 @@ UNSET = "UNSET"
 UNCHANGED = "UNCHANGED"
 COMPLETED = "COMPLETED"
 
-#: Largest output file read back at the end of a run (they travel in SOAP).
-MAX_OUTPUT_BYTES = 10 * 1024 * 1024
-
 RESULT_ENCODINGS = ("base64", "raw")
+#: What a graceful stop does to running children: leave them running (the
+#: next start adopts them) or stop them (their runs fail).
+ON_STOP = ("keep", "stop")
+
+TIME_LIMIT = "time limit"
+STOPPED = "interrupted: the service stopped"
 
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -51,8 +63,16 @@ class UnknownRun(Exception):
     """No run has this serviceID."""
 
 
+class ExpiredRun(Exception):
+    """The run existed, finished, and was removed by the retention sweep."""
+
+
 class ServiceTrouble(Exception):
     """The server cannot do what was asked now (disk, spawning); safe text."""
+
+
+class ServiceBusy(ServiceTrouble):
+    """Every slot runs and the queue is full: try again later."""
 
 
 class StatusAnswer(NamedTuple):
@@ -60,6 +80,20 @@ class StatusAnswer(NamedTuple):
 
     status: str
     outputs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much the server takes on, and how long it keeps it."""
+
+    #: Runs whose children run at the same time; more wait in the queue.
+    max_running: int = 32
+    #: Runs that may wait; past it, a start is refused (ServiceBusy).
+    max_queued: int = 1000
+    #: Wall-clock seconds a run may run before it is stopped; None: no limit.
+    max_seconds: float | None = None
+    #: Seconds a finished run is kept before its folder is removed.
+    retention: float = 7 * 86400
 
 
 def find_launcher() -> list[str]:
@@ -74,40 +108,6 @@ def find_launcher() -> list[str]:
     return [setsid, env]
 
 
-class Run:
-    """One run: its record, its child, and who waits for its end."""
-
-    def __init__(self, manager: RunManager, record: RunRecord, folder: Path) -> None:
-        self.manager = manager
-        self.record = record
-        self.folder = folder
-        self.child: ChildProtocol | None = None
-        self.delivered_version: int | None = None
-        self.interrupted_by_shutdown = False
-        self._end_waiters: list[Deferred[None]] = []
-
-    def when_ended(self) -> Deferred[None]:
-        """A Deferred that fires when the run reaches a final state."""
-        if self.record.state.is_terminal:
-            return succeed(None)
-        d: Deferred[None] = Deferred()
-        self._end_waiters.append(d)
-        return d
-
-    def child_line(self, line: str) -> None:
-        progress = self.manager.program.parse_line(line)
-        if progress is not None and self.record.record_progress(progress.percent, progress.message):
-            self.manager.mark_dirty(self)
-
-    def child_ended(
-        self, exit_code: int | None, exit_signal: int | None, stderr_tail: list[str]
-    ) -> None:
-        self.manager.finish(self, exit_code, exit_signal, stderr_tail)
-        waiters, self._end_waiters = self._end_waiters, []
-        for d in waiters:
-            d.callback(None)
-
-
 class RunManager:
     """All runs of one program in one server."""
 
@@ -119,52 +119,124 @@ class RunManager:
         store: RunStore,
         program: Program,
         *,
+        limits: Limits | None = None,
+        on_stop: str = "keep",
         result_encoding: str = "base64",
         kill_grace: float = 10.0,
         flush_interval: float = 2.0,
+        tick_interval: float = 1.0,
         launcher: list[str] | None = None,
         signal_group: SignalGroup = os.killpg,
         child_env: Mapping[str, str] | None = None,
+        identify: Callable[[int], ProcessIdentity | None] = procinfo.identify,
+        is_alive: Callable[[ProcessIdentity], bool] = procinfo.is_alive,
     ) -> None:
         if result_encoding not in RESULT_ENCODINGS:
             raise ValueError(f"result_encoding must be one of {RESULT_ENCODINGS}")
+        if on_stop not in ON_STOP:
+            raise ValueError(f"on_stop must be one of {ON_STOP}")
         self.reactor = reactor
         self.store = store
         self.program = program
+        self.limits = limits or Limits()
+        self.on_stop = on_stop
         self.result_encoding = result_encoding
         self.kill_grace = kill_grace
         self.launcher = find_launcher() if launcher is None else launcher
         self.signal_group = signal_group
         self.child_env = dict(_default_child_env() if child_env is None else child_env)
+        self.identify = identify
+        self.is_alive = is_alive
         self.runs: dict[str, Run] = {}
+        self.active: dict[str, Run] = {}
+        self.queue: deque[Run] = deque()
+        self.tombstones = Tombstones(store.root)
+        self._seq = 0
+        self._stopping = False
         self._dirty: dict[str, Run] = {}
-        self._flusher = LoopingCall(self.flush)
-        self._flusher.clock = reactor
-        self._flush_interval = flush_interval
+        self._loops = [
+            (LoopingCall(self.flush), flush_interval, False),
+            (LoopingCall(self.tick), tick_interval, False),
+            (LoopingCall(self.sweep), _sweep_interval(self.limits.retention), True),
+        ]
+        for loop, _, _ in self._loops:
+            loop.clock = reactor
 
     # -- life of the manager ------------------------------------------------
 
     def start_service(self) -> None:
-        """Prepare the work folder and start saving progress periodically."""
+        """Prepare the work folder, take back earlier runs, start the loops."""
         self.store.prepare()
-        self._flusher.start(self._flush_interval, now=False)
+        self.tombstones.load()
+        self.recover()
+        for loop, interval, now in self._loops:
+            loop.start(interval, now=now)
 
     def stop_service(self) -> Deferred[Any]:
         """
-        Stop every running child (TERM, then KILL after the grace period) and
-        record those runs as failed; fires when all have ended.
+        Stop taking runs from the queue; with ``on_stop="stop"``, stop every
+        running child (TERM, KILL after the grace period) and record those
+        runs as failed.  With ``"keep"`` children go on and the next start
+        adopts them.  Fires when done, all records saved.
         """
-        if self._flusher.running:
-            self._flusher.stop()
+        self._stopping = True
         waiting = []
-        for run in list(self.runs.values()):
-            if run.record.state is RunState.RUNNING and run.child is not None:
-                run.interrupted_by_shutdown = True
-                run.child.terminate(self.kill_grace)
-                waiting.append(run.when_ended())
-        d = gatherResults(waiting)
-        d.addCallback(lambda _: self.flush())
-        return d
+        if self.on_stop == "stop":
+            for run in list(self.active.values()):
+                if run.child is not None:
+                    run.stopped_by = STOPPED
+                    run.child.terminate(self.kill_grace)
+                    waiting.append(run.when_ended())
+
+        def done(_: object) -> None:
+            for loop, _, _ in self._loops:
+                if loop.running:
+                    loop.stop()
+            self.flush()
+
+        return gatherResults(waiting).addCallback(done)
+
+    def recover(self) -> None:
+        """Load every run of the work folder and carry on from where it was."""
+        found: list[RunRecord | tuple[str, str]] = []
+        for service_id in self.store.run_ids():
+            try:
+                found.append(self.store.load(service_id))
+            except (CorruptRecord, OSError) as e:
+                found.append((service_id, str(e)))
+        plan = plan_recovery(found, self.is_alive)
+        now = self.reactor.seconds()
+        self._seq = plan.next_seq
+        for record in plan.finished:
+            self._register(record)
+        for service_id, problem in plan.unreadable:
+            self.log.error(
+                "run {service_id}: unreadable record ({problem}); answered as failed",
+                service_id=service_id,
+                problem=problem,
+            )
+            self.store.set_aside(service_id)
+            record = RunRecord(service_id, self.program.name, {}, now)
+            record.fail(UNREADABLE, now)
+            self._save(self._register(record))
+        for record in plan.interrupted:
+            run = self._register(record)
+            self._end_unobserved(run, now, INTERRUPTED)
+        for record in plan.adopt:
+            self._adopt(self._register(record))
+        for record in plan.queued:
+            self.queue.append(self._register(record))
+        self.log.info(
+            "recovered {total} runs: {finished} finished, {queued} queued, {adopted} adopted,"
+            " {interrupted} interrupted, {unreadable} unreadable",
+            total=len(found),
+            finished=len(plan.finished),
+            queued=len(plan.queued),
+            adopted=len(plan.adopt),
+            interrupted=len(plan.interrupted),
+            unreadable=len(plan.unreadable),
+        )
+        self.dispatch()
 
     # -- SOAP operations -----------------------------------------------------
 
@@ -174,12 +246,22 @@ class RunManager:
         raw_inputs: Mapping[str, Any],
         extra_parameters: dict[str, str] | None = None,
     ) -> StatusAnswer:
-        """Start a run, or answer for the one that has this serviceID."""
+        """Start (or queue) a run, or answer for the one with this serviceID."""
         service_id = check_service_id(service_id)
         existing = self.runs.get(service_id)
         if existing is not None:
             return self._answer(existing, force_page=True)
+        if service_id in self.tombstones:
+            raise InvalidInput("this serviceID was used before")
         inputs = self.program.check_inputs(raw_inputs)
+        if self._stopping:
+            raise ServiceTrouble("the service is stopping; try again later")
+        if len(self.active) >= self.limits.max_running and (
+            len(self.queue) >= self.limits.max_queued
+        ):
+            raise ServiceBusy(
+                f"the service is busy: {len(self.queue)} runs are waiting; try again later"
+            )
         try:
             folder = self.store.create(service_id)
         except RunExists:
@@ -192,15 +274,18 @@ class RunManager:
             inputs=dict(inputs),
             created_at=self.reactor.seconds(),
             extra_parameters=dict(extra_parameters or {}),
+            queue_seq=self._seq,
         )
         try:
             self.store.save(record)
         except OSError as e:
             self.store.discard(service_id)
             self._trouble("cannot record the run", service_id, e)
+        self._seq += 1
         run = Run(self, record, folder)
         self.runs[service_id] = run
-        self._spawn(run, inputs)
+        self.queue.append(run)
+        self.dispatch()
         return self._answer(run, force_page=True)
 
     def status(self, service_id: str | None) -> StatusAnswer:
@@ -209,14 +294,21 @@ class RunManager:
 
     def abort(self, service_id: str | None) -> Deferred[bool]:
         """
-        Stop a run; fires True once its child has ended, or False at once if
-        the run had already ended.
+        Stop a run; fires True once it has ended (a queued run at once), or
+        False at once if it had already ended.
         """
         run = self._get(service_id)
-        if not run.record.request_abort():
+        record = run.record
+        if not record.request_abort():
             return succeed(False)
+        self.log.info("run {service_id} abort requested", service_id=record.service_id)
+        if record.state is RunState.QUEUED:
+            self.queue.remove(run)
+            record.abort(self.reactor.seconds())
+            self._save(run)
+            run.ended()
+            return succeed(True)
         self._save(run)
-        self.log.info("run {service_id} abort requested", service_id=run.record.service_id)
         if run.child is not None:
             run.child.terminate(self.kill_grace)
 
@@ -229,10 +321,15 @@ class RunManager:
         """Pass ``message`` as one line to the running program's stdin."""
         run = self._get(service_id)
         message = check_message(message)
-        if run.record.state.is_terminal or run.child is None:
-            return f"not delivered: the run has already {run.record.state.value}"
+        state = run.record.state
+        if state is RunState.QUEUED:
+            return "not delivered: the run has not started yet"
+        if state.is_terminal or run.child is None:
+            return f"not delivered: the run has already {state.value}"
         if run.record.abort_requested:
             return "not delivered: the run is being aborted"
+        if run.adopted:
+            return "not delivered: the run was taken over after a restart and takes no messages"
         if not run.child.send_line(message):
             return "not delivered: the program has ended"
         self.log.info(
@@ -242,25 +339,46 @@ class RunManager:
         )
         return "delivered to the running program"
 
-    # -- inside ----------------------------------------------------------------
+    # -- the queue -----------------------------------------------------------
 
-    def _get(self, service_id: str | None) -> Run:
-        run = self.runs.get(check_service_id(service_id))
-        if run is None:
-            raise UnknownRun(service_id)
-        return run
+    def dispatch(self) -> None:
+        """Start queued runs while there are free slots, oldest first."""
+        while self.queue and len(self.active) < self.limits.max_running:
+            if self._stopping or not self._launch(self.queue[0]):
+                return
+            self.queue.popleft()
 
-    def _trouble(self, what: str, service_id: str, error: OSError) -> NoReturn:
-        self.log.error(
-            "{what} for run {service_id}: {error}",
-            what=what,
-            service_id=service_id,
-            error=str(error),
-        )
-        raise ServiceTrouble(f"{what}; try again later") from None
+    def tick(self) -> None:
+        """Every second: drive the queue, and watch adopted runs."""
+        if not self._stopping:
+            self.dispatch()
+        for run in [r for r in self.active.values() if r.adopted]:
+            child = run.child
+            assert isinstance(child, AdoptedChild)
+            progress = self.program.read_progress(run.folder)
+            if progress is not None and run.record.record_progress(
+                progress.percent, progress.message
+            ):
+                self.mark_dirty(run)
+            if not child.check():
+                self._end_unobserved(run, self.reactor.seconds(), None)
 
-    def _spawn(self, run: Run, inputs: Mapping[str, Any]) -> None:
-        invocation = self.program.invocation(inputs, run.folder)
+    def _launch(self, run: Run) -> bool:
+        """Start a queued run's child; False (try later) if it cannot be recorded."""
+        now = self.reactor.seconds()
+        launching = dataclasses.replace(run.record)
+        launching.launching(now)
+        try:
+            self.store.save(launching)
+        except OSError as e:
+            self.log.error(
+                "cannot record the start of run {service_id}: {error}; retrying",
+                service_id=run.record.service_id,
+                error=str(e),
+            )
+            return False
+        run.record.launching(now)
+        invocation = self.program.invocation(run.record.inputs, run.folder)
         argv = [*self.launcher, f"--chdir={run.folder}", *invocation.argv]
         env = {**self.child_env, **invocation.env}
         child = ChildProtocol(run, self.reactor, signal_group=self.signal_group)
@@ -272,17 +390,56 @@ class RunManager:
                 service_id=run.record.service_id,
                 error=str(e),
             )
-            run.record.fail("the program could not be started", self.reactor.seconds())
+            run.record.fail("the program could not be started", now)
             self._save(run)
-            return
+            run.ended()
+            return True
         run.child = child
-        run.record.started(transport.pid)
+        self.active[run.record.service_id] = run
+        pid = transport.pid
+        assert pid is not None
+        run.record.started(pid, self.identify(pid))
         self._save(run)
+        self._arm_time_limit(run)
         self.log.info(
-            "run {service_id} started, pid {pid}",
-            service_id=run.record.service_id,
-            pid=transport.pid,
+            "run {service_id} started, pid {pid}", service_id=run.record.service_id, pid=pid
         )
+        return True
+
+    def _adopt(self, run: Run) -> None:
+        identity = run.record.process
+        assert identity is not None
+        run.child = AdoptedChild(identity, self.reactor, self.signal_group, self.is_alive)
+        run.adopted = True
+        self.active[run.record.service_id] = run
+        self._arm_time_limit(run)
+        if run.record.abort_requested:
+            run.child.terminate(self.kill_grace)
+        self.log.info(
+            "run {service_id} adopted, pid {pid}",
+            service_id=run.record.service_id,
+            pid=identity.pid,
+        )
+
+    def _arm_time_limit(self, run: Run) -> None:
+        limit = self.limits.max_seconds
+        if limit is None:
+            return
+        started = run.record.started_at or self.reactor.seconds()
+        remaining = max(0.0, started + limit - self.reactor.seconds())
+        run.deadline = self.reactor.callLater(remaining, self._time_is_up, run)
+
+    def _time_is_up(self, run: Run) -> None:
+        run.deadline = None
+        if run.record.state is RunState.RUNNING and run.child is not None:
+            self.log.warn(
+                "run {service_id} passed the time limit; stopping it",
+                service_id=run.record.service_id,
+            )
+            run.stopped_by = TIME_LIMIT
+            run.child.terminate(self.kill_grace)
+
+    # -- the end of a run ----------------------------------------------------
 
     def finish(
         self,
@@ -291,37 +448,69 @@ class RunManager:
         exit_signal: int | None,
         stderr_tail: list[str],
     ) -> None:
-        """Record how a run's child ended: the one place runs end."""
+        """Record how a run's own child ended."""
         record = run.record
         now = self.reactor.seconds()
         if record.abort_requested:
             record.abort(now, exit_code, exit_signal, stderr_tail)
-        elif run.interrupted_by_shutdown:
-            record.fail(
-                "interrupted: the service stopped", now, exit_code, exit_signal, stderr_tail
-            )
+        elif run.stopped_by is not None:
+            record.fail(run.stopped_by, now, exit_code, exit_signal, stderr_tail)
         elif exit_code == 0:
             self._complete(run, now, stderr_tail)
         elif exit_signal is not None:
             record.fail("the program was killed", now, None, exit_signal, stderr_tail)
         else:
             record.fail("the program failed", now, exit_code, None, stderr_tail)
+        self._ended(run, exit_code=exit_code, exit_signal=exit_signal)
+
+    def _end_unobserved(self, run: Run, now: float, interrupted: str | None) -> None:
+        """
+        End a run whose exit status cannot be known: its process ended while
+        the server was down (``interrupted`` is then the reason to give if
+        the program left no result), or it was adopted and has now gone.
+        """
+        record = run.record
+        if record.abort_requested:
+            record.abort(now)
+        elif run.stopped_by is not None:
+            record.fail(run.stopped_by, now)
+        else:
+            outputs = self.program.finished_outputs(run.folder)
+            if outputs is not None:
+                record.complete(_encoded(outputs), now)
+            else:
+                record.fail(
+                    interrupted
+                    or "the program ended without its result"
+                    " (its exit status is unknown after a restart)",
+                    now,
+                )
+        self._ended(run)
+
+    def _ended(self, run: Run, **details: Any) -> None:
+        record = run.record
+        if run.deadline is not None and run.deadline.active():
+            run.deadline.cancel()
+        run.deadline = None
+        self.active.pop(record.service_id, None)
         self._dirty.pop(record.service_id, None)
         self._save(run)
         self.log.info(
             "run {service_id} {state} after {elapsed:.1f} s",
             service_id=record.service_id,
             state=record.state.value,
-            elapsed=record.elapsed(now),
-            exit_code=exit_code,
-            exit_signal=exit_signal,
+            elapsed=record.elapsed(self.reactor.seconds()),
+            reason=record.failure_reason,
+            **details,
         )
+        run.ended()
+        self.dispatch()
 
     def _complete(self, run: Run, now: float, stderr_tail: list[str]) -> None:
         try:
             outputs = self.program.collect_outputs(run.folder)
         except (MissingOutput, OSError, ValueError) as e:
-            if isinstance(e, MissingOutput) or isinstance(e, FileNotFoundError):
+            if isinstance(e, MissingOutput | FileNotFoundError):
                 reason = "the program ended without writing its result"
             elif isinstance(e, ValueError):
                 reason = "the program's result is too large"
@@ -335,20 +524,61 @@ class RunManager:
             )
             run.record.fail(reason, now, 0, None, stderr_tail)
             return
-        encoded = {name: base64.b64encode(data).decode("ascii") for name, data in outputs.items()}
-        run.record.complete(encoded, now)
+        run.record.complete(_encoded(outputs), now)
+
+    # -- retention -------------------------------------------------------------
+
+    def sweep(self) -> None:
+        """Remove finished runs older than the retention period."""
+        now = self.reactor.seconds()
+        retention = self.limits.retention
+        expired = due_for_removal((r.record for r in self.runs.values()), now, retention)
+        for service_id in expired:
+            self.store.discard(service_id)
+            del self.runs[service_id]
+        before = len(self.tombstones.expired)
+        self.tombstones.add(expired, now)
+        self.tombstones.forget_before(now - retention)
+        if expired or len(self.tombstones.expired) != before:
+            try:
+                self.tombstones.save()
+            except OSError as e:
+                self.log.error("cannot save the list of expired runs: {error}", error=str(e))
+            self.log.info("removed {count} expired runs", count=len(expired))
+
+    # -- answers ---------------------------------------------------------------
+
+    def _get(self, service_id: str | None) -> Run:
+        service_id = check_service_id(service_id)
+        run = self.runs.get(service_id)
+        if run is None:
+            if service_id in self.tombstones:
+                raise ExpiredRun(service_id)
+            raise UnknownRun(service_id)
+        return run
+
+    def queue_position(self, run: Run) -> int | None:
+        """1 for the next run to start, or None if the run is not queued."""
+        if run.record.state is not RunState.QUEUED:
+            return None
+        try:
+            return self.queue.index(run) + 1
+        except ValueError:
+            return None
 
     def _answer(self, run: Run, force_page: bool = False) -> StatusAnswer:
         record = run.record
         if record.state is RunState.COMPLETED:
             return StatusAnswer(COMPLETED, self._outputs(record))
         unset = (UNSET,) * len(self.program.output_names)
+        position = self.queue_position(run)
+        shown = (record.version, position)
         if not force_page:
             # Only polls count: the first poll always gets the page.
-            if run.delivered_version == record.version:
+            if run.delivered == shown:
                 return StatusAnswer(UNCHANGED, unset)
-            run.delivered_version = record.version
-        page = render_status_page(record, self.reactor.seconds())
+            run.delivered = shown
+        page = render_status_page(record, self.reactor.seconds(), queue_position=position)
         return StatusAnswer(encode_page(page), unset)
 
     def _outputs(self, record: RunRecord) -> tuple[str, ...]:
@@ -361,6 +591,13 @@ class RunManager:
                 value = _NOT_XML.sub("\ufffd", text)
             values.append(value)
         return tuple(values)
+
+    # -- records ---------------------------------------------------------------
+
+    def _register(self, record: RunRecord) -> Run:
+        run = Run(self, record, self.store.folder(record.service_id))
+        self.runs[record.service_id] = run
+        return run
 
     def mark_dirty(self, run: Run) -> None:
         """Progress changed: save it at the next flush."""
@@ -381,6 +618,24 @@ class RunManager:
                 service_id=run.record.service_id,
                 error=str(e),
             )
+
+    def _trouble(self, what: str, service_id: str, error: OSError) -> NoReturn:
+        self.log.error(
+            "{what} for run {service_id}: {error}",
+            what=what,
+            service_id=service_id,
+            error=str(error),
+        )
+        raise ServiceTrouble(f"{what}; try again later") from None
+
+
+def _encoded(outputs: Mapping[str, bytes]) -> dict[str, str]:
+    return {name: base64.b64encode(data).decode("ascii") for name, data in outputs.items()}
+
+
+def _sweep_interval(retention: float) -> float:
+    """Sweep ten times per retention period, at least every hour and at most every second."""
+    return min(3600.0, max(1.0, retention / 10))
 
 
 def _default_child_env() -> dict[str, str]:

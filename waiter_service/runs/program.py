@@ -75,3 +75,18 @@ class Program(Protocol):
 
     def collect_outputs(self, folder: Path) -> dict[str, bytes]:
         """Read the outputs after a successful exit; raise MissingOutput."""
+
+    def read_progress(self, folder: Path) -> Progress | None:
+        """
+        The progress the program last left in its folder, if it leaves any.
+
+        Used for a run adopted after a restart, whose stdout the server no
+        longer reads.  Must be cheap: it is read every second or so.
+        """
+
+    def finished_outputs(self, folder: Path) -> dict[str, bytes] | None:
+        """
+        For a run whose exit status could not be seen (it ended while the
+        server was down, or after the server adopted it): the outputs if the
+        program's own files show that it finished, else None.
+        """

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from .procinfo import ProcessIdentity
 from .state import RunState, transition
 
 #: The version of the JSON layout written by :meth:`RunRecord.to_dict`.
@@ -33,10 +34,13 @@ class RunRecord:
     inputs: dict[str, Any]
     created_at: float
     extra_parameters: dict[str, str] = field(default_factory=dict)
-    state: RunState = RunState.RUNNING
+    queue_seq: int = 0
+    state: RunState = RunState.QUEUED
     percent: int = 0
     message: str = ""
+    started_at: float | None = None
     pid: int | None = None
+    process: ProcessIdentity | None = None
     ended_at: float | None = None
     exit_code: int | None = None
     exit_signal: int | None = None
@@ -67,9 +71,16 @@ class RunRecord:
         self._changed()
         return True
 
-    def started(self, pid: int) -> None:
-        """The child is running with this process id."""
+    def launching(self, now: float) -> None:
+        """The run leaves the queue: its child is about to be started."""
+        self.state = transition(self.state, RunState.RUNNING)
+        self.started_at = now
+        self._changed()
+
+    def started(self, pid: int, process: ProcessIdentity | None = None) -> None:
+        """The child runs with this pid (and, where known, this identity)."""
         self.pid = pid
+        self.process = process
 
     def request_abort(self) -> bool:
         """Note that an abort was asked for; False if the run has ended."""
@@ -125,9 +136,10 @@ class RunRecord:
         self._end(RunState.ABORTED, now, exit_code, exit_signal, output_tail)
 
     def elapsed(self, now: float) -> float:
-        """Seconds from creation to the end, or to ``now`` while running."""
+        """Seconds from the start (or creation) to the end, or to ``now``."""
         end = self.ended_at if self.ended_at is not None else now
-        return max(0.0, end - self.created_at)
+        begin = self.started_at if self.started_at is not None else self.created_at
+        return max(0.0, end - begin)
 
     def to_dict(self) -> dict[str, Any]:
         """The record as JSON-ready data, with its format version."""
@@ -138,10 +150,13 @@ class RunRecord:
             "inputs": self.inputs,
             "extra_parameters": self.extra_parameters,
             "created_at": self.created_at,
+            "queue_seq": self.queue_seq,
             "state": self.state.value,
             "percent": self.percent,
             "message": self.message,
+            "started_at": self.started_at,
             "pid": self.pid,
+            "process": self.process.to_dict() if self.process is not None else None,
             "ended_at": self.ended_at,
             "exit_code": self.exit_code,
             "exit_signal": self.exit_signal,
@@ -165,10 +180,17 @@ class RunRecord:
                 inputs=_typed(data, "inputs", dict),
                 extra_parameters=_typed(data, "extra_parameters", dict),
                 created_at=float(_typed(data, "created_at", (int, float))),
+                queue_seq=_typed(data, "queue_seq", int),
                 state=RunState(data["state"]),
                 percent=_typed(data, "percent", int),
                 message=_typed(data, "message", str),
+                started_at=_optional(data, "started_at", (int, float)),
                 pid=_optional(data, "pid", int),
+                process=(
+                    ProcessIdentity.from_dict(data["process"])
+                    if data.get("process") is not None
+                    else None
+                ),
                 ended_at=_optional(data, "ended_at", (int, float)),
                 exit_code=_optional(data, "exit_code", int),
                 exit_signal=_optional(data, "exit_signal", int),

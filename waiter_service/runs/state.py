@@ -8,6 +8,7 @@ from enum import StrEnum
 class RunState(StrEnum):
     """Where a run is in its life."""
 
+    QUEUED = "queued"
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
@@ -16,7 +17,7 @@ class RunState(StrEnum):
     @property
     def is_terminal(self) -> bool:
         """A terminal state never changes again."""
-        return self is not RunState.RUNNING
+        return self not in (RunState.QUEUED, RunState.RUNNING)
 
 
 class InvalidTransition(Exception):
@@ -29,6 +30,7 @@ class InvalidTransition(Exception):
 
 
 _ALLOWED: dict[RunState, frozenset[RunState]] = {
+    RunState.QUEUED: frozenset({RunState.RUNNING, RunState.FAILED, RunState.ABORTED}),
     RunState.RUNNING: frozenset({RunState.COMPLETED, RunState.FAILED, RunState.ABORTED}),
     RunState.COMPLETED: frozenset(),
     RunState.FAILED: frozenset(),

@@ -15,10 +15,12 @@ import os
 import shutil
 from pathlib import Path
 
-from ..validation import check_service_id
-from .record import RunRecord
+from ..validation import InvalidInput, check_service_id
+from .record import CorruptRecord, RunRecord
 
 RECORD_NAME = "run.json"
+#: Largest run.json read back (they are a few hundred bytes).
+MAX_RECORD_BYTES = 1024 * 1024
 
 
 class RunExists(Exception):
@@ -62,6 +64,40 @@ class RunStore:
     def discard(self, service_id: str) -> None:
         """Remove a run's folder and everything in it (best effort)."""
         shutil.rmtree(self.folder(service_id), ignore_errors=True)
+
+    def run_ids(self) -> list[str]:
+        """The serviceIDs of the run folders in the work folder, sorted."""
+        ids = []
+        for entry in self.root.iterdir():
+            try:
+                check_service_id(entry.name)
+            except InvalidInput:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                ids.append(entry.name)
+        return sorted(ids)
+
+    def load(self, service_id: str) -> RunRecord:
+        """Read a run's record; CorruptRecord if it is torn, garbage or foreign."""
+        path = self.folder(service_id) / RECORD_NAME
+        try:
+            data = json.loads(read_capped(path, MAX_RECORD_BYTES))
+        except FileNotFoundError:
+            raise CorruptRecord("the run has no record") from None
+        except (ValueError, UnicodeDecodeError) as e:
+            raise CorruptRecord(f"the record is not valid JSON: {e}") from None
+        record = RunRecord.from_dict(data)
+        if record.service_id != service_id:
+            raise CorruptRecord("the record belongs to another serviceID")
+        return record
+
+    def set_aside(self, service_id: str) -> None:
+        """Keep a bad record as ``run.json.corrupt`` for whoever investigates."""
+        path = self.folder(service_id) / RECORD_NAME
+        try:
+            os.replace(path, path.with_name(RECORD_NAME + ".corrupt"))
+        except FileNotFoundError:
+            pass
 
     def save(self, record: RunRecord) -> None:
         """

@@ -17,7 +17,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from ..runs.manager import RunManager, ServiceTrouble, UnknownRun
+from ..runs.manager import ExpiredRun, RunManager, ServiceBusy, ServiceTrouble, UnknownRun
 from ..runs.program import InputError, Program
 from ..spyne_compat import (
     Boolean,
@@ -47,6 +47,13 @@ def to_fault(error: Exception) -> Fault:
         return Fault("Client.InvalidInput", str(error))
     if isinstance(error, UnknownRun):
         return Fault("Client.UnknownServiceID", "no run has this serviceID")
+    if isinstance(error, ExpiredRun):
+        return Fault(
+            "Client.ExpiredServiceID",
+            "this run has expired: it ended long ago and its results were removed",
+        )
+    if isinstance(error, ServiceBusy):
+        return Fault("Server.Busy", str(error))
     if isinstance(error, ServiceTrouble):
         return Fault("Server.Unavailable", str(error))
     return InternalError(error)
@@ -81,7 +88,7 @@ def _logged(operation: str, call: Callable[..., Any]) -> Callable[..., Any]:
         except Fault as f:
             done(f.faultcode)
             raise
-        except (InvalidInput, InputError, UnknownRun, ServiceTrouble) as e:
+        except (InvalidInput, InputError, UnknownRun, ExpiredRun, ServiceTrouble) as e:
             fault = to_fault(e)
             done(fault.faultcode)
             raise fault from None

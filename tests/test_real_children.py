@@ -1,6 +1,7 @@
 """
 Real children on the real reactor: an abort reaches the whole process group,
-grandchildren included, even those that ignore TERM.
+grandchildren included, even those that ignore TERM; children that crash,
+flood their output or print garbage get a truthful, bounded record.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from twisted.trial.unittest import TestCase
 
 from waiter_service.runs.manager import RunManager
 from waiter_service.runs.program import InputField, Invocation, MissingOutput
-from waiter_service.runs.progress import Progress
+from waiter_service.runs.progress import Progress, parse_progress_line
 from waiter_service.runs.state import RunState
 from waiter_service.runs.store import RunStore
 
@@ -38,10 +39,19 @@ class ShellProgram:
         return Invocation(["/bin/sh", "-c", inputs["script"]])
 
     def parse_line(self, line: str) -> Progress | None:
-        return None
+        return parse_progress_line(line)
 
     def collect_outputs(self, folder: Path) -> dict[str, bytes]:
-        raise MissingOutput("none")
+        try:
+            return {"result": (folder / "result").read_bytes()}
+        except FileNotFoundError:
+            raise MissingOutput("none") from None
+
+    def read_progress(self, folder: Path) -> Progress | None:
+        return None
+
+    def finished_outputs(self, folder: Path) -> dict[str, bytes] | None:
+        return None
 
 
 def until(predicate: Any, timeout: float = 10.0) -> Deferred[None]:
@@ -58,7 +68,7 @@ def until(predicate: Any, timeout: float = 10.0) -> Deferred[None]:
     return poll()
 
 
-class ProcessGroupTests(TestCase):
+class ShellTestCase(TestCase):
     timeout = 30
 
     def setUp(self) -> None:
@@ -67,6 +77,16 @@ class ProcessGroupTests(TestCase):
         self.manager.start_service()
         self.addCleanup(self.manager.stop_service)
 
+    @inlineCallbacks
+    def run_script(self, script: str) -> Any:
+        """Run ``script`` to its end; the run's final record."""
+        self.manager.start("shell_1", {"script": script})
+        run = self.manager.runs["shell_1"]
+        yield run.when_ended()
+        return run.record
+
+
+class ProcessGroupTests(ShellTestCase):
     @inlineCallbacks
     def abort_with_grandchild(self, script: str) -> Any:
         self.manager.start("shell_1", {"script": script})
@@ -100,14 +120,48 @@ class ProcessGroupTests(TestCase):
         self.assertEqual(record.state, RunState.ABORTED)
         self.assertEqual(record.exit_signal, signal.SIGKILL)
 
+
+class MisbehavingChildTests(ShellTestCase):
     @inlineCallbacks
-    def test_orphaned_grandchild_keeps_run_open(self) -> Any:
-        """A child that exits leaving a grandchild on its pipes ends only when both do."""
-        self.manager.start("shell_1", {"script": "sleep 1 & echo $! > grandchild.pid; exit 0"})
-        run = self.manager.runs["shell_1"]
-        yield task.deferLater(reactor, 0.3, lambda: None)
-        self.assertEqual(run.record.state, RunState.RUNNING)
-        yield run.when_ended()
-        grandchild = int((self.root / "shell_1" / "grandchild.pid").read_text())
-        self.assertTrue(process_gone(grandchild))
-        self.assertEqual(run.record.state, RunState.FAILED)
+    def test_crash(self) -> Any:
+        """A child that crashes is a failed run that names the signal."""
+        record = yield self.run_script("echo about to crash >&2; kill -SEGV $$")
+        self.assertEqual(record.state, RunState.FAILED)
+        self.assertEqual(record.exit_signal, signal.SIGSEGV)
+        self.assertEqual(record.output_tail, ["about to crash"])
+
+    @inlineCallbacks
+    def test_flood(self) -> Any:
+        """A child flooding stdout and stderr leaves a bounded record, all read."""
+        record = yield self.run_script(
+            "head -c 20000000 /dev/zero | tr '\\0' x; echo; "
+            "head -c 20000000 /dev/zero | tr '\\0' '\\n' >&2; "
+            "seq 1 100000 >&2; echo progress 77; exit 4"
+        )
+        self.assertEqual(record.exit_code, 4)
+        self.assertEqual(record.percent, 77)
+        self.assertEqual(len(record.output_tail), 20)
+        self.assertEqual(record.output_tail[-1], "100000")
+        self.assertLess(sum(len(line) for line in record.output_tail), 20 * 4096)
+
+    @inlineCallbacks
+    def test_garbage_progress(self) -> Any:
+        """Garbage on stdout is ignored; only well-formed progress counts."""
+        record = yield self.run_script(
+            "echo progress 20; echo progress banana; echo progress 1e999; "
+            "printf 'progress \\377\\376\\n'; echo 'progress -5'; echo progress 40; "
+            "echo done > result"
+        )
+        self.assertEqual(record.state, RunState.COMPLETED)
+        self.assertEqual(record.percent, 100)
+        # Visible changes: launch, 20, -5 (shown as 0), 40, completed.
+        self.assertEqual(record.version, 5)
+
+    @inlineCallbacks
+    def test_grandchild_left_behind(self) -> Any:
+        """A child that exits 0 leaving a grandchild ends when the grandchild does."""
+        started = reactor.seconds()
+        record = yield self.run_script("(sleep 1; echo late > result) & exit 0")
+        self.assertGreaterEqual(reactor.seconds() - started, 0.9)
+        self.assertEqual(record.state, RunState.COMPLETED)
+        self.assertEqual(record.outputs, {"result": "bGF0ZQo="})
