@@ -134,6 +134,24 @@ class RunTests(EndToEndTestCase):
         done = self.poll_until("e2e_note", lambda a: a.status_base64 == "COMPLETED", 10)
         self.assertIn(b"of 600 seconds", base64.b64decode(done.result))
 
+    def test_racing_starts(self) -> None:
+        """Two simultaneous starts of one serviceID start exactly one process."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        body = envelope("startWaiter", serviceID="race", sessionToken="t", secondsToWait=600)
+
+        def post(_: int) -> int:
+            return requests.post(
+                self.server.url, data=body, headers=SOAP_HEADERS, timeout=10
+            ).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            self.assertEqual(set(pool.map(post, range(8))), {200})
+        pid = self.server.record("race")["pid"]
+        self.assertEqual(group_members(pid), [pid])
+        self.assertEqual(self.server.log().count("run race started"), 1)
+        self.soap.abortService(serviceID="race", sessionToken="t")
+
     def test_faults(self) -> None:
         """Bad calls get SOAP faults, create nothing, and the server keeps serving."""
         for call in [

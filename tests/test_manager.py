@@ -385,3 +385,38 @@ class StopTests(ManagerTestCase):
         self.manager.stop_service()
         self.assertRaises(ServiceTrouble, self.manager.start, "late", {"secondsToWait": 1})
         self.assertFalse((self.root / "late").exists())
+
+
+class RaceTests(ManagerTestCase):
+    def test_poll_between_exit_and_end(self) -> None:
+        """Between the child's exit and its end (pipes still open) a poll says running."""
+        process = self.start()
+        (self.root / "run_1" / "result").write_bytes(b"r")
+        from twisted.internet.error import ProcessDone
+        from twisted.python.failure import Failure
+
+        process.proto.processExited(Failure(ProcessDone(0)))
+        self.assertIn("Running", page(self.manager.status("run_1")))
+        process.exit(0)
+        self.assertEqual(self.manager.status("run_1").status, COMPLETED)
+
+    def test_abort_between_exit_and_end(self) -> None:
+        """An abort after the exit but before the end gives one final state: aborted."""
+        process = self.start()
+        from twisted.internet.error import ProcessDone
+        from twisted.python.failure import Failure
+
+        process.proto.processExited(Failure(ProcessDone(0)))
+        self.groups.missing_groups.add(process.pid)
+        d = self.manager.abort("run_1")
+        process.exit(0)
+        self.assertIs(self.successResultOf(d), True)
+        self.assertEqual(self.manager.runs["run_1"].record.state, RunState.ABORTED)
+        self.assertEqual(len(self.reactor.processes), 1)
+
+    def test_abort_after_end(self) -> None:
+        """An abort that arrives just after the end answers False; the state stays."""
+        process = self.start()
+        process.exit(2)
+        self.assertIs(self.successResultOf(self.manager.abort("run_1")), False)
+        self.assertEqual(self.manager.runs["run_1"].record.state, RunState.FAILED)

@@ -34,18 +34,29 @@ def atomic_write(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
+#: Shortest time between two progress reports, in seconds (the first and
+#: the last are always made).
+REPORT_INTERVAL = 1.0
+
+
 class Reporter:
     """Progress to the status file and to stdout (while stdout is open)."""
 
-    def __init__(self, status_file: str) -> None:
+    def __init__(self, status_file: str, clock=time.monotonic) -> None:
         self.status_file = status_file
+        self.clock = clock
         self.last: int | None = None
+        self.last_time = float("-inf")
         self.stdout_open = True
 
     def report(self, percent: int) -> None:
+        now = self.clock()
         if percent == self.last:
             return
+        if 0 < percent < 100 and now - self.last_time < REPORT_INTERVAL:
+            return
         self.last = percent
+        self.last_time = now
         atomic_write(self.status_file, f"{percent}\n")
         if self.stdout_open:
             try:
