@@ -153,28 +153,76 @@ class RunTests(EndToEndTestCase):
         self.soap.abortService(serviceID="race", sessionToken="t")
 
     def test_faults(self) -> None:
-        """Bad calls get SOAP faults, create nothing, and the server keeps serving."""
-        for call in [
-            lambda: self.soap.startWaiter(serviceID="../x", sessionToken="t", secondsToWait=1),
-            lambda: self.soap.startWaiter(serviceID="ok_id", sessionToken="t", secondsToWait=-1),
-            lambda: self.status("never_started"),
-            lambda: self.soap.abortService(serviceID="never_started", sessionToken="t"),
-            lambda: self.soap.notifyService(sessionToken="t", serviceID="nope", message="x"),
-        ]:
-            self.assertRaises(Fault, call)
-        raw_bodies = [
-            b"<not xml",
-            envelope("dropTables", serviceID="x", sessionToken="t"),
-            b'<?xml version="1.0"?><!DOCTYPE e [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
-            + envelope("getServiceStatus", serviceID="a", sessionToken="t").split(b"?>", 1)[1],
-            envelope("startWaiter", serviceID="big", sessionToken="t" * (1024 * 1024)),
+        """Bad calls get the right SOAP faults, create nothing, and the server keeps serving."""
+        zeep_calls = [
+            (
+                "Client.InvalidInput",
+                lambda: self.soap.startWaiter(serviceID="../x", sessionToken="t", secondsToWait=1),
+            ),
+            (
+                "Client.InvalidInput",
+                lambda: self.soap.startWaiter(
+                    serviceID="ok_id", sessionToken="t", secondsToWait=-1
+                ),
+            ),
+            (
+                "Client.InvalidInput",
+                lambda: self.soap.startWaiter(
+                    serviceID="ok_id", sessionToken="t", secondsToWait=10**9
+                ),
+            ),
+            ("Client.UnknownServiceID", lambda: self.status("never_started")),
+            (
+                "Client.UnknownServiceID",
+                lambda: self.soap.abortService(serviceID="never_started", sessionToken="t"),
+            ),
+            (
+                "Client.UnknownServiceID",
+                lambda: self.soap.notifyService(sessionToken="t", serviceID="nope", message="x"),
+            ),
         ]
-        for body in raw_bodies:
+        for code, call in zeep_calls:
+            error = self.assertRaises(Fault, call)
+            self.assertEqual(error.code.split(":")[-1], code)
+        xxe = (
+            b'<?xml version="1.0"?><!DOCTYPE e [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+            + envelope("getServiceStatus", serviceID="a", sessionToken="t")
+            .split(b"?>", 1)[1]
+            .replace(b">a<", b">&x;<")
+        )
+        raw_bodies = [
+            (b"<not xml", 500, b"Client.XMLSyntaxError"),
+            (
+                envelope("dropTables", serviceID="x", sessionToken="t"),
+                500,
+                b"Client.SchemaValidationError",
+            ),
+            (
+                envelope("startWaiter", serviceID="x", sessionToken="t", secondsToWait="ten"),
+                500,
+                b"Client.SchemaValidationError",
+            ),
+            (xxe, 500, b"Client.DoctypeForbidden"),
+            (
+                envelope("startWaiter", serviceID="big", sessionToken="t" * (1024 * 1024)),
+                413,
+                b"Client.RequestTooLong",
+            ),
+        ]
+        for body, status, code in raw_bodies:
             response = requests.post(self.server.url, data=body, headers=SOAP_HEADERS, timeout=10)
-            self.assertIn(response.status_code, (413, 500))
-            self.assertIn(b"Fault>", response.content)
-            self.assertNotIn(b"Traceback", response.content)
+            self.assertEqual(
+                (response.status_code, response.headers["content-type"]),
+                (status, "text/xml; charset=utf-8"),
+            )
+            self.assertIn(b"<faultcode>soap11env:" + code + b"</faultcode>", response.content)
+            self.assertNotIn(b"root:", response.content)
+        for path in ("/", "/cloud", "/cloud/vm1/Other"):
+            response = requests.get(self.server.url.split("/cloud")[0] + path, timeout=10)
+            self.assertEqual(response.status_code, 404)
+            self.assertIn(b"Client.NotFound", response.content)
         self.assertEqual(list(self.server.workdir.iterdir()), [])
+        self.assertNotIn("Traceback", self.server.log())
         started = self.soap.startWaiter(serviceID="after_faults", sessionToken="t", secondsToWait=1)
         self.assertEqual(started.result, "UNSET")
 

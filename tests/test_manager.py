@@ -420,3 +420,30 @@ class RaceTests(ManagerTestCase):
         process.exit(2)
         self.assertIs(self.successResultOf(self.manager.abort("run_1")), False)
         self.assertEqual(self.manager.runs["run_1"].record.state, RunState.FAILED)
+
+
+class BrokenProgramTests(ManagerTestCase):
+    def test_output_reader_raises(self) -> None:
+        """A program whose output reader has a bug gives a failed run, never a stuck one."""
+
+        class BrokenWaiter(Waiter):
+            def collect_outputs(self, folder: object) -> dict[str, bytes]:
+                raise KeyError("bug")
+
+        self.successResultOf(self.manager.stop_service())
+        self.manager = RunManager(
+            self.reactor,
+            self.store,
+            BrokenWaiter(),
+            launcher=LAUNCHER,
+            signal_group=self.groups,
+            identify=self.reactor.identify,
+            is_alive=self.reactor.is_alive,
+        )
+        self.manager.start_service()
+        process = self.start()
+        d = self.manager.runs["run_1"].when_ended()
+        process.exit(0)
+        self.successResultOf(d)
+        self.assertIn("could not be read", page(self.manager.status("run_1")))
+        self.assertEqual(len(self.flushLoggedErrors(KeyError)), 1)

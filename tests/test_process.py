@@ -32,7 +32,12 @@ class ChildProtocolTests(SynchronousTestCase):
         self.events = Events()
         self.groups = SignalRecorder()
         self.protocol = ChildProtocol(
-            self.events, self.reactor, signal_group=self.groups, max_line=16, tail_lines=3
+            self.events,
+            self.reactor,
+            signal_group=self.groups,
+            grace=10,
+            max_line=16,
+            tail_lines=3,
         )
         self.reactor.spawnProcess(self.protocol, "prog", ["prog"])
         self.process: FakeProcess = self.reactor.processes[0]
@@ -123,3 +128,40 @@ class ChildProtocolTests(SynchronousTestCase):
         self.process.exit(0)
         self.assertFalse(self.protocol.send_line("again"))
         self.assertEqual(bytes(self.process.stdin), b"finish\n")
+
+    def test_leftovers_are_stopped(self) -> None:
+        """Processes holding the pipes after the child exits get TERM, KILL, then closed pipes."""
+        pgid = self.process.pid
+        self.process.exit(0, pipes_open=True)
+        self.reactor.advance(9)
+        self.assertEqual((self.groups.sent, self.events.ended), ([], []))
+        self.reactor.advance(1)
+        self.assertEqual(self.groups.sent, [(pgid, signal.SIGTERM)])
+        self.reactor.advance(10)
+        self.assertEqual(self.groups.sent[-1], (pgid, signal.SIGKILL))
+        self.assertEqual(self.events.ended, [])
+        self.reactor.advance(10)
+        self.assertEqual(self.events.ended, [(0, None, [])])
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_leftovers_that_finish(self) -> None:
+        """Helpers that close the pipes within the grace period are left alone."""
+        self.process.exit(0, pipes_open=True)
+        self.reactor.advance(5)
+        self.process.close_pipes()
+        self.assertEqual(self.events.ended, [(0, None, [])])
+        self.assertEqual(self.groups.sent, [])
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_group_signalled_after_exit(self) -> None:
+        """After the child is reaped, abort still signals its group by the remembered id."""
+        pgid = self.process.pid
+        self.process.exit(0, pipes_open=True)
+        self.protocol.terminate(10)
+        self.assertEqual(self.groups.sent, [(pgid, signal.SIGTERM)])
+        self.assertEqual(self.process.signals, [])
+
+    def test_no_message_after_exit(self) -> None:
+        """Once the child has exited, messages are refused even if pipes are open."""
+        self.process.exit(0, pipes_open=True)
+        self.assertFalse(self.protocol.send_line("finish"))

@@ -113,9 +113,28 @@ class WsdlTests(SoapTestCase):
         self.assertIn(b'location="http://portal.test:8080/cloud/vm1/Waiter"', honest.body)
 
     def test_context_root(self) -> None:
-        """The service lives under its context root and nowhere else."""
-        response = http_request(self.site, b"GET", b"/Waiter?wsdl")
-        self.assertEqual(response.code, 404)
+        """The service lives under its context root; elsewhere a SOAP fault, 404."""
+        for method, path in [
+            (b"GET", b"/Waiter?wsdl"),
+            (b"GET", b"/"),
+            (b"POST", b"/cloud"),
+            (b"GET", b"/cloud/vm1"),
+            (b"POST", b"/cloud/vm1/Other"),
+            (b"DELETE", b"/x/y/z"),
+        ]:
+            response = http_request(self.site, method, path, b"<a/>", headers=SOAP_HEADERS)
+            self.assertEqual(response.code, 404)
+            self.assertEqual(fault(response)[0], "Client.NotFound")
+
+    def test_required_input(self) -> None:
+        """A program input marked required is required by the schema, with its doc."""
+        from waiter_service.runs.program import InputField
+        from waiter_service.soap.operations import schema_type
+
+        required = schema_type(InputField("geometry", str, required=True, doc="a URL"))
+        optional = schema_type(InputField("cells", int))
+        self.assertEqual((required.Attributes.min_occurs, optional.Attributes.min_occurs), (1, 0))
+        self.assertEqual(required.Annotations.doc, "a URL")
 
     def test_parse_context_root(self) -> None:
         """Context roots are plain path segments; anything else is refused."""

@@ -10,7 +10,8 @@ import logging
 import time
 
 from lxml import etree
-from twisted.internet.defer import succeed
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.defer import Deferred, succeed
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http import _getContentFile
 from twisted.web.server import Site
@@ -23,10 +24,11 @@ from waiter_service.spyne_compat import (
     ServiceBase,
     TwistedWebResource,
     Unicode,
+    base_url,
     rpc,
     soap_request_factory,
 )
-from waiter_service.testing import HTTPResponse, http_request
+from waiter_service.testing import HTTPResponse, http_request, send_http_request
 
 from .soap_messages import SOAP_HEADERS, envelope
 
@@ -42,6 +44,15 @@ class Echo(ServiceBase):
     @rpc(Unicode, _returns=(Unicode, Integer), _out_variable_names=("text", "length"))
     def measure(ctx, text):  # noqa: N805
         return succeed((text, len(text or "")))
+
+    @rpc(_returns=Unicode)
+    def later(ctx):  # noqa: N805
+        d = Deferred()
+        PENDING.append(d)
+        return d
+
+
+PENDING: list[Deferred] = []
 
 
 def make_app() -> DeferredAwareApplication:
@@ -199,7 +210,11 @@ class DoctypeTests(SynchronousTestCase):
         self.assertNotIn(b"root:", response.body)
 
     def test_billion_laughs(self) -> None:
-        """Fix 7: an entity expansion bomb is refused quickly with a fault."""
+        """An entity expansion bomb is refused by the parser, quickly, with a fault.
+
+        lxml's amplification limit stops it before fix 7 sees the DTD: this
+        pins the parser's settings (no huge trees, no entity resolution).
+        """
         started = time.monotonic()
         response = post(make_site(), LAUGHS)
         self.assertLess(time.monotonic() - started, 5)
@@ -226,3 +241,106 @@ class LibraryUseTests(SynchronousTestCase):
         response = post(make_site(), b"<broken sessionToken='secret-token'")
         self.assertEqual(fault_code(response), "Client.XMLSyntaxError")
         self.assertEqual([r for r in records if "secret-token" in r.getMessage()], [])
+
+
+class FakeRequest:
+    """Just what base_url reads of a request."""
+
+    def __init__(self, headers: dict[bytes, bytes], host: object, secure: bool = False) -> None:
+        self.headers = {k.lower(): v for k, v in headers.items()}
+        self.host = host
+        self.secure = secure
+
+    def getHeader(self, name: bytes) -> bytes | None:
+        return self.headers.get(name.lower())
+
+    def getHost(self) -> object:
+        return self.host
+
+    def isSecure(self) -> bool:
+        return self.secure
+
+
+class BaseUrlTests(SynchronousTestCase):
+    server = IPv4Address("TCP", "10.0.0.5", 8080)
+
+    def url(self, headers: dict[bytes, bytes], host: object = None, secure: bool = False) -> str:
+        return base_url(FakeRequest(headers, host or self.server, secure))
+
+    def test_host_header(self) -> None:
+        """The Host header is used as the client sent it, port included."""
+        self.assertEqual(self.url({b"Host": b"portal.test:8443"}), "http://portal.test:8443")
+        self.assertEqual(self.url({b"Host": b"portal.test"}, secure=True), "https://portal.test")
+
+    def test_forwarded(self) -> None:
+        """X-Forwarded-Host, -Proto and -Port describe the proxy's side."""
+        headers = {
+            b"Host": b"backend:8080",
+            b"X-Forwarded-Host": b"cloud.test",
+            b"X-Forwarded-Proto": b"https",
+            b"X-Forwarded-Port": b"9443",
+        }
+        self.assertEqual(self.url(headers), "https://cloud.test:9443")
+        headers[b"X-Forwarded-Port"] = b"443"
+        self.assertEqual(self.url(headers), "https://cloud.test")
+
+    def test_ipv6(self) -> None:
+        """IPv6 hosts keep their brackets; a forwarded port is added once."""
+        headers = {b"Host": b"[::1]:8080", b"X-Forwarded-Port": b"9000"}
+        self.assertEqual(self.url(headers), "http://[::1]:8080")
+        self.assertEqual(self.url({b"Host": b"[::1]"}), "http://[::1]")
+        fallback = self.url({}, host=IPv6Address("TCP", "::1", 8080))
+        self.assertEqual(fallback, "http://[::1]:8080")
+
+    def test_bad_host_falls_back(self) -> None:
+        """A malformed Host is replaced by the server's own address."""
+        for bad in (b"evil.test/x", b'a"b', b"", b"host:99999999"):
+            headers = {b"Host": bad, b"X-Forwarded-Port": b"81"}
+            self.assertEqual(self.url(headers), "http://10.0.0.5:8080")
+        self.assertEqual(self.url({}, host=UNIXAddress(b"/run/w.sock")), "http://localhost")
+
+
+class RobustnessTests(SynchronousTestCase):
+    def test_answer_after_disconnect(self) -> None:
+        """Fix 11: an answer that comes after the client left is dropped quietly."""
+        channel, _transport = send_http_request(
+            make_site(), b"POST", b"/", envelope("later", NS), headers=SOAP_HEADERS
+        )
+        import gc
+
+        from twisted.logger import globalLogPublisher
+        from twisted.python.failure import Failure
+
+        events: list[dict[str, object]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        channel.connectionLost(Failure(ConnectionError("client went away")))
+        PENDING.pop().callback("too late")
+        gc.collect()
+        self.assertEqual(self.flushLoggedErrors(), [])
+        errors = [e for e in events if e.get("isError") or "log_failure" in e]
+        self.assertEqual(errors, [])
+
+    def test_non_utf8_content_type(self) -> None:
+        """Fix 12: a Content-Type that is not UTF-8 is read, not a Server fault."""
+        response = http_request(
+            make_site(),
+            b"POST",
+            b"/",
+            envelope("echo", NS, text="hi"),
+            headers={b"Content-Type": b"text/xml; x=\xff"},
+        )
+        self.assertEqual(response.code, 200)
+        self.assertIn("hi", result_texts(response))
+
+    def test_spyne_server_errors_are_logged(self) -> None:
+        """Fix 9: Spyne's own server errors still reach twisted.logger."""
+        from twisted.logger import globalLogPublisher
+
+        events: list[dict[str, object]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        logging.getLogger("spyne.application.server").error("broken %s", "here")
+        logging.getLogger("spyne.application.client").error("client fault, token")
+        texts = [e.get("text") for e in events if e.get("log_namespace") == "spyne"]
+        self.assertEqual(texts, ["broken here"])

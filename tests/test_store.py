@@ -170,3 +170,12 @@ class ReadCappedTests(SynchronousTestCase):
     def test_missing_file_raises(self) -> None:
         """A missing file raises FileNotFoundError."""
         self.assertRaises(FileNotFoundError, read_capped, self.path, 100)
+
+
+class SpecialFileTests(SynchronousTestCase):
+    def test_fifo_is_refused_without_blocking(self) -> None:
+        """A FIFO in place of a result is refused at once, never read (it would block)."""
+        folder = Path(self.mktemp())
+        folder.mkdir()
+        os.mkfifo(folder / "result")
+        self.assertRaises(ValueError, read_capped, folder / "result", 100)

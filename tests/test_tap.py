@@ -65,6 +65,16 @@ class OptionsTests(SynchronousTestCase):
         for args in [
             ["--listen", "bogus:1"],
             ["--listen", "tcp:notaport"],
+            ["--listen", "tcp:-5"],
+            ["--listen", "tcp:70000"],
+            ["--listen", "tcp:8080:interface=not an ip"],
+            ["--listen", "unix:/nonexistent/dir/sock"],
+            ["--listen", "ssl:8443:privateKey=/nonexistent.pem"],
+            ["--kill-grace", "inf"],
+            ["--retention", "0"],
+            ["--retention", "7 days"],
+            ["--max-queued", "-1"],
+            ["--on-stop", "maybe"],
             ["--context-root", "/a/../b"],
             ["--result-encoding", "xml"],
             ["--max-wait", "0"],
@@ -74,6 +84,17 @@ class OptionsTests(SynchronousTestCase):
             ["--max-body", "0"],
         ]:
             self.assertRaises(UsageError, self.parse, *args)
+
+    def test_good_endpoints(self) -> None:
+        """TCP on an interface (IPv4 or IPv6) and UNIX sockets in a folder are accepted."""
+        folder = Path(self.mktemp()).resolve()
+        folder.mkdir()
+        for listen in (
+            "tcp:0:interface=127.0.0.1",
+            "tcp:8080:interface=\\:\\:1",
+            f"unix:{folder}/s",
+        ):
+            self.assertEqual(self.parse("--listen", listen)["listen"], listen)
 
     def test_unusable_workdir(self) -> None:
         """A work folder that cannot be created is a usage error."""

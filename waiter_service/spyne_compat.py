@@ -36,6 +36,11 @@ Two more that only show when the transport is used as a library:
 10. A response, complete in memory, was written through a pull producer
     that Twisted drives with the global cooperator, one reactor turn per
     XML fragment (:func:`soap_request_factory` writes it at once).
+11. An answer that came after its client disconnected (an abort waiting
+    for a child) raised "Request.finish called on a request after its
+    connection was lost", logged as an unhandled error.
+12. A ``Content-Type`` header that is not UTF-8 made Spyne raise
+    ``UnicodeDecodeError`` (a Server fault); it is read as Latin-1.
 """
 
 from __future__ import annotations
@@ -45,10 +50,12 @@ import logging
 import re
 import sys
 import threading
+import traceback
 from io import BytesIO
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger
 from twisted.web import server
 
 _installed = False
@@ -70,7 +77,7 @@ def _decode(value: bytes | str | None) -> str | None:
     return value
 
 
-_HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+_HOST = re.compile(r"(?P<name>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{1,5}))?")
 
 
 def reconstruct_url(request: Any) -> str:
@@ -92,22 +99,31 @@ def base_url(request: Any) -> str:
     forwarded_port = _decode(request.getHeader(b"x-forwarded-port"))
     proto = _decode(request.getHeader(b"x-forwarded-proto"))
     secure = proto.strip().lower() == "https" if proto else bool(request.isSecure())
-    host = forwarded_host or _decode(request.getHeader(b"host"))
-    if host is not None:
-        host = host.split(",")[0].strip()
-    if not host or not _HOST.fullmatch(host):
+    given = (forwarded_host or _decode(request.getHeader(b"host")) or "").split(",")[0]
+    match = _HOST.fullmatch(given.strip())
+    if match:
+        name, port = match.group("name"), match.group("port")
+        if port is None and forwarded_port and forwarded_port.strip().isdigit():
+            port = forwarded_port.strip()
+    else:
         address = request.getHost()
-        host = "%s:%d" % (getattr(address, "host", "localhost"), getattr(address, "port", 0))
-    if forwarded_port and forwarded_port.isdigit() and not _HOST.fullmatch(host).group(1):
-        if (secure, forwarded_port) not in ((True, "443"), (False, "80")):
-            host = "%s:%s" % (host, forwarded_port)
-    return "%s://%s" % ("https" if secure else "http", host)
+        name = str(getattr(address, "host", "") or "localhost")
+        name = "[%s]" % name if ":" in name else name
+        port = str(getattr(address, "port", "") or "") or None
+    if port is not None and (secure, port) not in ((True, "443"), (False, "80")):
+        name = "%s:%s" % (name, port)
+    return "%s://%s" % ("https" if secure else "http", name)
 
 
 def _get_request_method_as_text(self: Any) -> str:
     """Fix 3: the HTTP method as ``str``, which is what Spyne compares."""
     method = self.req.method
     return method.decode("ascii") if isinstance(method, bytes) else method
+
+
+def _get_request_content_type_as_text(self: Any) -> str | None:
+    """Fix 12: the Content-Type as text, whatever bytes a client sent."""
+    return _decode(self.req.getHeader(b"content-type"))
 
 
 def _body_is_never_an_fd(istr: object) -> bool:
@@ -135,12 +151,34 @@ def _transport_init_without_global_reactor(
     self.reactor_thread = threading.current_thread()
 
 
+_spyne_log = Logger(namespace="spyne")
+
+
+class _SpyneServerErrors(logging.Handler):
+    """Passes Spyne's own server errors (with tracebacks) to twisted.logger."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info:
+            text += "\n" + "".join(traceback.format_exception(*record.exc_info))
+        _spyne_log.error("spyne: {text}", text=text)
+
+
 def _quiet_spyne_logging() -> None:
-    """Fix 9: Spyne's own log lines carry tracebacks and request bodies."""
+    """
+    Fix 9: Spyne's log lines carry tracebacks of client faults and whole
+    request bodies (session tokens included).  Only the errors of its
+    server part (``spyne.application.server``: failures in Spyne itself)
+    reach the log, through twisted.logger; the rest is dropped.
+    """
     spyne_logger = logging.getLogger("spyne")
     spyne_logger.addHandler(logging.NullHandler())
     spyne_logger.propagate = False
     spyne_logger.setLevel(logging.CRITICAL)
+    server_errors = logging.getLogger("spyne.application.server")
+    server_errors.setLevel(logging.ERROR)
+    server_errors.propagate = False
+    server_errors.addHandler(_SpyneServerErrors())
 
 
 def install() -> None:
@@ -154,6 +192,9 @@ def install() -> None:
 
     spyne_http._reconstruct_url = reconstruct_url
     spyne_http.TwistedHttpTransportContext.get_request_method = _get_request_method_as_text
+    spyne_http.TwistedHttpTransportContext.get_request_content_type = (
+        _get_request_content_type_as_text
+    )
     spyne_http._has_fd = _body_is_never_an_fd
     spyne_http.TwistedHttpTransport.__init__ = _transport_init_without_global_reactor
     _installed = True
@@ -294,7 +335,19 @@ def soap_request_factory(max_body: int = DEFAULT_MAX_BODY) -> type[server.Reques
             )
             self.finish()
 
+        def write(self, data: bytes) -> None:
+            if not self._disconnected:
+                super().write(data)
+
+        def finish(self) -> None:
+            # Fix 11: an answer that comes after the client left (an abort
+            # that waited for a child) is dropped, not a logged error.
+            if not self._disconnected:
+                super().finish()
+
         def registerProducer(self, producer: Any, streaming: bool) -> None:
+            # Fix 10 relies on Producer.body and Producer.deferred of
+            # spyne.server.twisted._base in Spyne 2.14.0.
             if streaming or not isinstance(producer, _SpyneProducer):
                 super().registerProducer(producer, streaming)
                 return

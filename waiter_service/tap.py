@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
 from pathlib import Path
 
@@ -47,9 +49,33 @@ def _optional_duration(text: str) -> float | None:
 
 def _non_negative_float(text: str) -> float:
     value = float(text)
-    if not value >= 0:
-        raise ValueError("must be 0 or more")
+    if not (value >= 0 and math.isfinite(value)):
+        raise ValueError("must be a finite number, 0 or more")
     return value
+
+
+def check_endpoint(description: str) -> None:
+    """Raise ValueError for an endpoint string that cannot work."""
+    from twisted.internet import endpoints, reactor
+
+    try:
+        endpoint = endpoints.serverFromString(reactor, description)
+    except Exception as e:  # Twisted raises many kinds, e.g. for a missing key file
+        raise ValueError(str(e) or type(e).__name__) from None
+    port = getattr(endpoint, "_port", None)
+    if isinstance(port, int) and not 0 <= port <= 65535:
+        raise ValueError(f"port {port} is not between 0 and 65535")
+    interface = getattr(endpoint, "_interface", "")
+    if interface:
+        try:
+            ipaddress.ip_address(interface)
+        except ValueError:
+            raise ValueError(f"interface {interface!r} is not an IP address") from None
+    address = getattr(endpoint, "_address", None)
+    if isinstance(address, str | bytes):
+        folder = os.path.dirname(os.fsdecode(address)) or "."
+        if not os.path.isdir(folder):
+            raise ValueError(f"folder {folder} does not exist")
 
 
 class Options(usage.Options):
@@ -79,11 +105,9 @@ class Options(usage.Options):
         raise SystemExit(0)
 
     def postOptions(self) -> None:
-        from twisted.internet import endpoints, reactor
-
         try:
-            endpoints.serverFromString(reactor, self["listen"])
-        except (ValueError, TypeError, KeyError) as e:
+            check_endpoint(self["listen"])
+        except ValueError as e:
             raise usage.UsageError(f"--listen {self['listen']!r}: {e}") from None
 
         root = self["context-root"]

@@ -56,6 +56,9 @@ class FakeProcess:
         self.stdin = bytearray()
         self.stdin_closed = False
         self.signals: list[str | int] = []
+        self.pipes_open = True
+        self.ended = False
+        self._reason: Exception | None = None
 
     # -- IProcessTransport ---------------------------------------------------
 
@@ -86,7 +89,9 @@ class FakeProcess:
             self.closeStdin()
 
     def loseConnection(self) -> None:
+        """The server closes its ends of the pipes."""
         self.closeStdin()
+        self.close_pipes()
 
     def signalProcess(self, signalID: str | int) -> None:
         if self.pid is None:
@@ -109,23 +114,36 @@ class FakeProcess:
         """The child prints ``data`` on stderr."""
         self.proto.childDataReceived(2, data)
 
-    def exit(self, code: int = 0) -> None:
-        """The child exits with ``code``; it is reaped, its pipes close."""
+    def exit(self, code: int = 0, pipes_open: bool = False) -> None:
+        """The child exits with ``code`` and is reaped.
+
+        Its pipes close with it, unless ``pipes_open`` (processes it left
+        behind still hold them): then it ends at :meth:`close_pipes`.
+        """
         reason = ProcessDone(0) if code == 0 else ProcessTerminated(exitCode=code)
-        self._end(reason)
+        self._exit(reason, pipes_open)
 
-    def killed(self, signal: int) -> None:
+    def killed(self, signal: int, pipes_open: bool = False) -> None:
         """The child dies of ``signal``."""
-        self._end(ProcessTerminated(signal=signal))
+        self._exit(ProcessTerminated(signal=signal), pipes_open)
 
-    def _end(self, reason: Exception) -> None:
+    def close_pipes(self) -> None:
+        """The last holder of the child's pipes is gone: the child ends."""
+        self.pipes_open = False
+        if self._reason is not None and not self.ended:
+            self.ended = True
+            self.proto.processEnded(Failure(self._reason))
+
+    def _exit(self, reason: Exception, pipes_open: bool) -> None:
         if self.pid is None:
-            raise RuntimeError("the process has already ended")
+            raise RuntimeError("the process has already exited")
         self.reactor.alive.pop(self.pid, None)
         self.pid = None
         self.stdin_closed = True
+        self._reason = reason
         self.proto.processExited(Failure(reason))
-        self.proto.processEnded(Failure(reason))
+        if not pipes_open:
+            self.close_pipes()
 
 
 @implementer(IReactorProcess)

@@ -381,7 +381,9 @@ class RunManager:
         invocation = self.program.invocation(run.record.inputs, run.folder)
         argv = [*self.launcher, f"--chdir={run.folder}", *invocation.argv]
         env = {**self.child_env, **invocation.env}
-        child = ChildProtocol(run, self.reactor, signal_group=self.signal_group)
+        child = ChildProtocol(
+            run, self.reactor, signal_group=self.signal_group, grace=self.kill_grace
+        )
         try:
             transport = self.reactor.spawnProcess(child, argv[0], argv, env=env)
         except OSError as e:
@@ -475,7 +477,7 @@ class RunManager:
         elif run.stopped_by is not None:
             record.fail(run.stopped_by, now)
         else:
-            outputs = self.program.finished_outputs(run.folder)
+            outputs = self._finished_outputs(run)
             if outputs is not None:
                 record.complete(_encoded(outputs), now)
             else:
@@ -509,22 +511,33 @@ class RunManager:
     def _complete(self, run: Run, now: float, stderr_tail: list[str]) -> None:
         try:
             outputs = self.program.collect_outputs(run.folder)
-        except (MissingOutput, OSError, ValueError) as e:
-            if isinstance(e, MissingOutput | FileNotFoundError):
-                reason = "the program ended without writing its result"
-            elif isinstance(e, ValueError):
-                reason = "the program's result is too large"
+        except Exception as e:
+            reason = _output_problem(e)
+            if isinstance(e, MissingOutput | OSError | ValueError):
+                self.log.warn(
+                    "run {service_id} exited 0 but {reason}: {error}",
+                    service_id=run.record.service_id,
+                    reason=reason,
+                    error=str(e),
+                )
             else:
-                reason = "the program's result could not be read"
-            self.log.warn(
-                "run {service_id} exited 0 but {reason}: {error}",
-                service_id=run.record.service_id,
-                reason=reason,
-                error=str(e),
-            )
+                self.log.failure(
+                    "reading the outputs of run {service_id} failed",
+                    service_id=run.record.service_id,
+                )
             run.record.fail(reason, now, 0, None, stderr_tail)
             return
         run.record.complete(_encoded(outputs), now)
+
+    def _finished_outputs(self, run: Run) -> dict[str, bytes] | None:
+        try:
+            return self.program.finished_outputs(run.folder)
+        except Exception:
+            self.log.failure(
+                "checking the outputs of run {service_id} failed",
+                service_id=run.record.service_id,
+            )
+            return None
 
     # -- retention -------------------------------------------------------------
 
@@ -627,6 +640,15 @@ class RunManager:
             error=str(error),
         )
         raise ServiceTrouble(f"{what}; try again later") from None
+
+
+def _output_problem(error: Exception) -> str:
+    """The failure reason for outputs that could not be collected."""
+    if isinstance(error, MissingOutput | FileNotFoundError):
+        return "the program ended without writing its result"
+    if isinstance(error, ValueError):
+        return "the program's result is too large"
+    return "the program's result could not be read"
 
 
 def _encoded(outputs: Mapping[str, bytes]) -> dict[str, str]:

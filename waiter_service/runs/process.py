@@ -9,8 +9,15 @@ of stderr are kept.
 
 Stopping follows Twisted's procmon: TERM to the child's whole process group
 (the child runs in a session of its own, see :mod:`.manager`), then KILL
-after a grace period, on a timer that is always cancelled when the child
-ends.
+after a grace period, on timers that are always cancelled when the child
+ends.  The group is remembered from the start, so it can still be signalled
+after the child itself has exited and been reaped.
+
+A child "ends" (``processEnded``) once it is reaped *and* its pipes are
+closed.  Processes it leaves behind keep the pipes open: when the child has
+exited and they are still there after the grace period, they are stopped
+the same way, and a grace period after the KILL the pipes are closed on the
+server's side, so that a run always ends.
 """
 
 from __future__ import annotations
@@ -98,21 +105,25 @@ class ChildProtocol(ProcessProtocol):
         events: ChildEvents,
         clock: IReactorTime,
         signal_group: SignalGroup = os.killpg,
+        grace: float = 10.0,
         max_line: int = MAX_LINE,
         tail_lines: int = TAIL_LINES,
     ) -> None:
         self.events = events
         self.clock = clock
         self.signal_group = signal_group
+        self.grace = grace
+        self.pgid: int | None = None
+        self.exited = False
         self.ended = False
         self._stdout = _LineSplitter(max_line)
         self._stderr = _LineSplitter(max_line)
         self._tail: deque[str] = deque(maxlen=tail_lines)
-        self._kill_call: IDelayedCall | None = None
+        self._timers: dict[str, IDelayedCall] = {}
 
-    @property
-    def pid(self) -> int | None:
-        return getattr(self.transport, "pid", None)
+    def connectionMade(self) -> None:
+        # The child runs through setsid: its pid is its process group's id.
+        self.pgid = getattr(self.transport, "pid", None)
 
     def outReceived(self, data: bytes) -> None:
         for line in self._stdout.feed(data):
@@ -122,49 +133,76 @@ class ChildProtocol(ProcessProtocol):
         self._tail.extend(self._stderr.feed(data))
 
     def send_line(self, text: str) -> bool:
-        """Write one line to the child's stdin; False if it has ended."""
-        if self.ended or self.transport is None:
+        """Write one line to the child's stdin; False once it has exited."""
+        if self.exited or self.ended or self.transport is None:
             return False
         self.transport.write(text.encode("utf-8") + b"\n")
         return True
 
-    def terminate(self, grace: float) -> None:
+    def terminate(self, grace: float | None = None) -> None:
         """TERM to the process group now, KILL after ``grace`` seconds."""
-        if self.ended or self._kill_call is not None:
+        if self.ended or "kill" in self._timers or "abandon" in self._timers:
             return
+        grace = self.grace if grace is None else grace
         self._signal(signal.SIGTERM)
-        self._kill_call = self.clock.callLater(grace, self._kill)
+        self._later("kill", grace, self._kill, grace)
 
-    def _kill(self) -> None:
-        self._kill_call = None
-        if not self.ended:
-            self.log.warn("child {pid} ignored TERM, sending KILL to its group", pid=self.pid)
-            self._signal(signal.SIGKILL)
+    def processExited(self, reason: Failure) -> None:
+        self.exited = True
+        if not self.ended and "kill" not in self._timers:
+            self._later("linger", self.grace, self._leftovers)
+
+    def _leftovers(self) -> None:
+        self.log.warn(
+            "child {pgid} exited, but processes it left still hold its output: stopping them",
+            pgid=self.pgid,
+        )
+        self.terminate()
+
+    def _kill(self, grace: float) -> None:
+        self.log.warn("group {pgid} ignored TERM: sending KILL", pgid=self.pgid)
+        self._signal(signal.SIGKILL)
+        self._later("abandon", grace, self._abandon)
+
+    def _abandon(self) -> None:
+        self.log.error(
+            "group {pgid} still holds the child's output after KILL: closing it", pgid=self.pgid
+        )
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def _later(self, name: str, delay: float, f: Callable[..., None], *args: object) -> None:
+        def fire() -> None:
+            del self._timers[name]
+            if not self.ended:
+                f(*args)
+
+        self._timers[name] = self.clock.callLater(delay, fire)
 
     def _signal(self, signum: int) -> None:
-        pid = self.pid
-        if pid is None or self.transport is None:
+        if self.pgid is None or self.transport is None:
             return
         try:
-            self.signal_group(pid, signum)
+            self.signal_group(self.pgid, signum)
             return
         except ProcessLookupError:
-            # Not (yet) a group of its own: between spawn and setsid(), or
-            # the whole group is gone.  Signal the child itself.
+            # No such group: between spawn and setsid() (then the child
+            # itself is signalled), or the whole group is gone.
             pass
         except PermissionError:
-            self.log.error("not allowed to signal group {pid}", pid=pid)
-        try:
-            self.transport.signalProcess(signum)
-        except (ProcessExitedAlready, OSError):
-            pass
+            self.log.error("not allowed to signal group {pgid}", pgid=self.pgid)
+        if not self.exited:
+            try:
+                self.transport.signalProcess(signum)
+            except (ProcessExitedAlready, OSError):
+                pass
 
     def processEnded(self, reason: Failure) -> None:
         self.ended = True
-        if self._kill_call is not None:
-            if self._kill_call.active():
-                self._kill_call.cancel()
-            self._kill_call = None
+        for timer in self._timers.values():
+            if timer.active():
+                timer.cancel()
+        self._timers.clear()
         for line in self._stdout.flush():
             self.events.child_line(line)
         self._tail.extend(self._stderr.flush())

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 from pathlib import Path
 
 from ..validation import InvalidInput, check_service_id
@@ -127,6 +128,8 @@ def atomic_write(path: Path, data: bytes, durable: bool = False) -> None:
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
+        if durable:
+            _fsync_folder(path.parent)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -135,10 +138,25 @@ def atomic_write(path: Path, data: bytes, durable: bool = False) -> None:
         raise
 
 
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def read_capped(path: Path, limit: int) -> bytes:
-    """Read at most ``limit`` bytes of ``path``; ValueError if it is larger."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    """
+    Read at most ``limit`` bytes of the regular file ``path``; ValueError
+    if it is larger or not a regular file (a FIFO would block the reactor),
+    OSError for a symlink.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{path.name} is not a regular file")
         data = f.read(limit + 1)
     if len(data) > limit:
         raise ValueError(f"{path.name} is larger than {limit} bytes")

@@ -18,7 +18,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from ..runs.manager import ExpiredRun, RunManager, ServiceBusy, ServiceTrouble, UnknownRun
-from ..runs.program import InputError, Program
+from ..runs.program import InputError, InputField, Program
 from ..spyne_compat import (
     Boolean,
     Fault,
@@ -38,7 +38,15 @@ NAMESPACE = "urn:waiter-service:cloudflow-async"
 
 _REQUIRED_TEXT = Unicode(min_occurs=1, nillable=False)
 _OPTIONAL_TEXT = Unicode(min_occurs=0)
-_SCHEMA_TYPES: dict[type, Any] = {int: Integer(min_occurs=0), str: _OPTIONAL_TEXT}
+_SCHEMA_TYPES: dict[type, Any] = {int: Integer, str: Unicode}
+
+
+def schema_type(field: InputField) -> Any:
+    """The Spyne type of a program's input, required or not, documented."""
+    base = _SCHEMA_TYPES[field.kind]
+    if field.required:
+        return base(min_occurs=1, nillable=False, doc=field.doc)
+    return base(min_occurs=0, doc=field.doc)
 
 
 def to_fault(error: Exception) -> Fault:
@@ -146,7 +154,7 @@ def build_service(program: Program, manager: RunManager) -> type[ServiceBase]:
     def notifyService(ctx: Any, sessionToken: str, serviceID: str, message: str) -> Any:
         return notify_logged(serviceID, message)
 
-    in_types = [_SCHEMA_TYPES[f.kind] for f in program.input_fields]
+    in_types = [schema_type(f) for f in program.input_fields]
     members = {
         program.start_operation: rpc(
             _REQUIRED_TEXT,

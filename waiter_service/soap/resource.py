@@ -17,6 +17,7 @@ from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from twisted.logger import Logger
+from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from ..spyne_compat import TwistedWebResource, Wsdl11, base_url, soap_fault_bytes
@@ -66,3 +67,20 @@ class SoapResource(TwistedWebResource):  # type: ignore[misc]
         return self._wsdl_template.replace(
             b'location="%s"' % _PLACEHOLDER.encode("ascii"), b"location=" + address
         )
+
+
+class NotHere(Resource):
+    """
+    Every path that is not the endpoint: a SOAP fault (404), never one of
+    Twisted's HTML pages.  Also the nodes of the context root.
+    """
+
+    isLeaf = False
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        return self
+
+    def render(self, request: Request) -> bytes:
+        request.setResponseCode(404)
+        request.setHeader(b"content-type", b"text/xml; charset=utf-8")
+        return soap_fault_bytes("Client.NotFound", "no service at this path")

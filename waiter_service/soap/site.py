@@ -17,7 +17,7 @@ from ..spyne_compat import (
     soap_request_factory,
 )
 from .operations import NAMESPACE, build_service
-from .resource import SoapResource
+from .resource import NotHere, SoapResource
 
 _SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
 
@@ -57,10 +57,10 @@ def build_site(
     reactor: IReactorTime | None = None,
 ) -> Site:
     """A ``Site`` serving ``<context-root>/<program name>`` (and its WSDL)."""
-    root = Resource()
-    node = root
+    root = NotHere()
+    node: Resource = root
     for segment in context_root:
-        child = Resource()
+        child = NotHere()
         node.putChild(segment.encode("ascii"), child)
         node = child
     endpoint_path = "/" + "/".join([*context_root, program.name])
