@@ -13,7 +13,7 @@ setup(
     long_description=(here / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="MIT",
-    python_requires=">=3.11,<3.12",
+    python_requires=">=3.10,<3.14",
     packages=[
         "waiter_service",
         "waiter_service.programs",
@@ -26,6 +26,8 @@ setup(
     package_dir={"twisted.plugins": "twisted_plugins"},
     install_requires=[
         "spyne==2.14.0",
+        # Spyne 2.14 imports cgi, which Python 3.13 no longer has.
+        'legacy-cgi>=2.6,<3; python_version >= "3.13"',
         "Twisted[tls]>=26.10,<27",
         "constantly>=23.10,<24",
         "lxml>=6.2,<7",
@@ -45,7 +47,10 @@ setup(
     },
     classifiers=[
         "Framework :: Twisted",
+        "Programming Language :: Python :: 3.10",
         "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
         "Operating System :: POSIX :: Linux",
     ],
 )

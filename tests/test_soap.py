@@ -120,6 +120,7 @@ class WsdlTests(SoapTestCase):
             (b"POST", b"/cloud"),
             (b"GET", b"/cloud/vm1"),
             (b"POST", b"/cloud/vm1/Other"),
+            (b"POST", b"/cloud/vm1/Waiter/startWaiter"),
             (b"DELETE", b"/x/y/z"),
         ]:
             response = http_request(self.site, method, path, b"<a/>", headers=SOAP_HEADERS)

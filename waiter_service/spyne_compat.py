@@ -41,16 +41,24 @@ Two more that only show when the transport is used as a library:
     connection was lost", logged as an unhandled error.
 12. A ``Content-Type`` header that is not UTF-8 made Spyne raise
     ``UnicodeDecodeError`` (a Server fault); it is read as Latin-1.
+13. On Python 3.12 and later ``import spyne`` failed ("No module named
+    'spyne.util.six.moves'"): the meta-path importer of Spyne's bundled
+    ``six`` has only ``find_module``, which 3.12 no longer calls
+    (:class:`SixMovesFinder`).  (On 3.13 Spyne also needs ``cgi``, which
+    the ``legacy-cgi`` package provides: a dependency, not code.)
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.util
 import logging
 import re
 import sys
 import threading
 import traceback
+import warnings
 from io import BytesIO
 from typing import Any
 
@@ -181,11 +189,93 @@ def _quiet_spyne_logging() -> None:
     server_errors.addHandler(_SpyneServerErrors())
 
 
+class SixMovesFinder:
+    """
+    Fix 13: finds ``spyne.util.six.moves`` and its submodules for Spyne's
+    bundled ``six``, whose importer lacks ``find_spec``.
+
+    It hands the import to that importer's ``load_module`` (as Python 3.11
+    did, through :class:`_SixMovesLoader`), and does nothing once the
+    importer has a ``find_spec`` of its own (a fixed Spyne) or is not there.
+    """
+
+    prefix = "spyne.util.six.moves"
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> Any:
+        if fullname != self.prefix and not fullname.startswith(self.prefix + "."):
+            return None
+        importer = spyne_six_importer()
+        if importer is None or hasattr(importer, "find_spec"):
+            return None
+        if importer.find_module(fullname) is None:
+            return None
+        return importlib.util.spec_from_loader(
+            fullname, _SixMovesLoader(importer), is_package=importer.is_package(fullname)
+        )
+
+    def invalidate_caches(self) -> None:
+        pass
+
+
+class _SixMovesLoader(importlib.abc.Loader):
+    """A PEP 451 loader around six's ``load_module``."""
+
+    def __init__(self, importer: Any) -> None:
+        self.importer = importer
+        self._specs: dict[str, Any] = {}
+
+    def create_module(self, spec: Any) -> Any:
+        module = self.importer.load_module(spec.name)
+        self._specs[spec.name] = getattr(module, "__spec__", None)
+        return module
+
+    def exec_module(self, module: Any) -> None:
+        # A "moved" name resolves to a real module (http.client for
+        # moves.http_client): give it back its own spec.
+        spec = self._specs.pop(module.__spec__.name, None)
+        if spec is not None and module.__name__ != module.__spec__.name:
+            module.__spec__ = spec
+
+
+def spyne_six_importer() -> Any:
+    """The meta-path importer that Spyne's bundled six registered, if any."""
+    for finder in sys.meta_path:
+        if (
+            type(finder).__name__ == "_SixMetaPathImporter"
+            and getattr(finder, "name", None) == "spyne.util.six"
+        ):
+            return finder
+    return None
+
+
+def _find_six_moves() -> None:
+    if not any(isinstance(f, SixMovesFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, SixMovesFinder())
+
+
+#: Deprecation warnings that importing Spyne 2.14 causes, by the module that
+#: they are raised for (the README lists them).  Nothing else is filtered.
+SPYNE_WARNINGS = [
+    # Spyne imports cgi (deprecated in 3.11, gone in 3.13: legacy-cgi).
+    (r"'cgi' is deprecated", r"spyne\."),
+    # Spyne imports twisted.web.static, which builds Twisted's old HTML
+    # error pages at import time.
+    (r"twisted\.web\.resource\._Unsafe", r"twisted\.web\.static"),
+]
+
+
+def _filter_spyne_warnings() -> None:
+    for message, module in SPYNE_WARNINGS:
+        warnings.filterwarnings("ignore", message, DeprecationWarning, module)
+
+
 def install() -> None:
     """Apply every fix, once.  Safe to call any number of times."""
     global _installed
     if _installed:
         return
+    _filter_spyne_warnings()
+    _find_six_moves()
     _provide_twisted_python_constants()
     _quiet_spyne_logging()
     from spyne.server.twisted import http as spyne_http
@@ -386,6 +476,7 @@ __all__ = [
     "Integer",
     "InternalError",
     "ServiceBase",
+    "SixMovesFinder",
     "TwistedWebResource",
     "Unicode",
     "Wsdl11",

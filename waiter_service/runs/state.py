@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import Enum
 
 
-class RunState(StrEnum):
+class RunState(str, Enum):
     """Where a run is in its life."""
 
     QUEUED = "queued"

@@ -46,6 +46,11 @@ class SoapResource(TwistedWebResource):  # type: ignore[misc]
         self.endpoint_path = endpoint_path
         self._wsdl_template: bytes | None = None
 
+    def getChildWithDefault(self, path: bytes, request: Request) -> Resource:
+        # SOAP has one endpoint: ".../Waiter/" is it, anything below is not.
+        # (Spyne's own traversal serves every sub-path, for its HttpRpc.)
+        return self if path == b"" else NotHere()
+
     def render(self, request: Request) -> Any:
         try:
             if wants_wsdl(request):
