@@ -69,7 +69,9 @@ def group_members(pgid: int) -> list[int]:
 class Server:
     """One ``twistd -n waiter`` process."""
 
-    def __init__(self, folder: Path, *options: str) -> None:
+    def __init__(
+        self, folder: Path, *options: str, listen: str = "tcp:0:interface=127.0.0.1"
+    ) -> None:
         self.folder = folder
         self.workdir = folder / "work"
         folder.mkdir(parents=True, exist_ok=True)
@@ -85,7 +87,7 @@ class Server:
             "--pidfile=",
             "waiter",
             "--listen",
-            "tcp:0:interface=127.0.0.1",
+            listen,
             "--context-root",
             CONTEXT_ROOT,
             "--workdir",
@@ -97,12 +99,13 @@ class Server:
                 command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT
             )
         self.port = wait_for(self._port, 20)
-        self.url = f"http://127.0.0.1:{self.port}{CONTEXT_ROOT}/Waiter"
+        scheme = "https" if listen.startswith("ssl:") else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}{CONTEXT_ROOT}/Waiter"
 
     def _port(self) -> int | None:
         if self.process.poll() is not None:
             raise AssertionError(f"twistd exited early:\n{self.log()}")
-        match = re.search(r"Site starting on (\d+)", self.log())
+        match = re.search(r"Site (?:\(TLS\) )?starting on (\d+)", self.log())
         return int(match.group(1)) if match else None
 
     def log(self) -> str:

@@ -40,6 +40,11 @@ class DocsTests(SynchronousTestCase):
         """Every option of twistd waiter has a row in the README's table, and no more."""
         documented = set(re.findall(r"^\| `--([a-z-]+)", README, re.M))
         options = {name for name, *_ in Options.optParameters}
+        options |= {
+            name[4:].replace("_", "-")
+            for name in dir(Options)
+            if name.startswith("opt_") and name not in ("opt_help", "opt_version")
+        }
         self.assertEqual(documented, options)
 
     def test_dockerfile_runs_what_the_tests_run(self) -> None:

@@ -332,7 +332,7 @@ class FaultTests(SoapTestCase):
         globalLogPublisher.addObserver(events.append)
         self.addCleanup(globalLogPublisher.removeObserver, events.append)
 
-        def broken(service_id: object) -> None:
+        def broken(service_id: object, owner: object = None) -> None:
             raise RuntimeError("secret internals at /srv/x")
 
         self.patch(self.manager, "status", broken)

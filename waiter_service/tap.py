@@ -6,12 +6,15 @@ import ipaddress
 import math
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from twisted.application import strports
 from twisted.application.service import IService, MultiService
 from twisted.python import usage
 
 from . import __version__
+from .auth.checker import AuthManagerChecker, OpenAccess, TokenChecker
+from .auth.client import AuthManagerClient
 from .programs.waiter import DEFAULT_MAX_SECONDS, Waiter
 from .runs.manager import ON_STOP, RESULT_ENCODINGS, Limits, RunManager, find_launcher
 from .runs.retention import parse_duration
@@ -45,6 +48,17 @@ def _duration(text: str) -> float:
 def _optional_duration(text: str) -> float | None:
     value = parse_duration(text)
     return value if value > 0 else None
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError("must be a finite number above 0")
+    return value
+
+
+def _cache_duration(text: str) -> float:
+    return parse_duration(text)
 
 
 def _non_negative_float(text: str) -> float:
@@ -97,7 +111,23 @@ class Options(usage.Options):
         ["max-seconds", None, None, "Wall-time limit of a run (0: none).", _optional_duration],
         ["retention", None, 7 * 86400.0, "Keep finished runs this long (7d).", _duration],
         ["on-stop", None, "keep", "On a graceful stop, keep or stop children."],
+        ["auth-timeout", None, 10.0, "Seconds to wait for the auth manager.", _positive_float],
+        ["auth-cache", None, 60.0, "Keep token answers this long (60s).", _cache_duration],
+        ["http-timeout", None, 60.0, "Close idle HTTP connections after (s).", _positive_float],
     ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["auth-wsdl"] = []
+
+    def opt_auth_wsdl(self, url: str) -> None:
+        """WSDL URL of an authentication manager (may be given several times;
+        the first checks tokens unless extraParameters names another one)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise usage.UsageError(f"--auth-wsdl {url!r}: an http or https URL is needed")
+        if url not in self["auth-wsdl"]:
+            self["auth-wsdl"].append(url)
 
     def opt_version(self) -> None:
         """Print the version and exit."""
@@ -144,6 +174,13 @@ def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
     program = Waiter(max_seconds=options["max-wait"])
+    checker: TokenChecker = OpenAccess()
+    if options["auth-wsdl"]:
+        clients = {
+            url: AuthManagerClient(reactor, url, timeout=options["auth-timeout"])
+            for url in options["auth-wsdl"]
+        }
+        checker = AuthManagerChecker(clients, reactor, ttl=options["auth-cache"])
     manager = RunManager(
         reactor,  # type: ignore[arg-type]
         options["store"],
@@ -160,9 +197,15 @@ def makeService(options: Options) -> IService:
         launcher=options["launcher"],
     )
     site = build_site(
-        program, manager, options["context-root"], max_body=options["max-body"], reactor=reactor
+        program,
+        manager,
+        options["context-root"],
+        max_body=options["max-body"],
+        timeout=options["http-timeout"],
+        reactor=reactor,
+        checker=checker,
     )
     top = MultiService()
-    RunManagerService(manager).setServiceParent(top)
+    RunManagerService(manager, checker).setServiceParent(top)
     strports.service(options["listen"], site).setServiceParent(top)
     return top

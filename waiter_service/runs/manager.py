@@ -19,7 +19,7 @@ import shutil
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NamedTuple, NoReturn, Protocol
 
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.interfaces import IReactorProcess, IReactorTime
@@ -73,6 +73,19 @@ class ServiceTrouble(Exception):
 
 class ServiceBusy(ServiceTrouble):
     """Every slot runs and the queue is full: try again later."""
+
+
+class Owner(Protocol):
+    """Who calls, when tokens are checked (an auth.checker.Identity)."""
+
+    user: str
+    project: str
+    auth_url: str | None
+
+
+def _visible(run: Run, owner: Owner | None) -> bool:
+    """A run is seen by its own project only (by everyone when nothing is checked)."""
+    return owner is None or run.record.owner_project == owner.project
 
 
 class StatusAnswer(NamedTuple):
@@ -245,11 +258,19 @@ class RunManager:
         service_id: str | None,
         raw_inputs: Mapping[str, Any],
         extra_parameters: dict[str, str] | None = None,
+        owner: Owner | None = None,
     ) -> StatusAnswer:
-        """Start (or queue) a run, or answer for the one with this serviceID."""
+        """
+        Start (or queue) a run, or answer for the one with this serviceID.
+
+        ``owner`` is the identity of the caller when tokens are checked: the
+        run then belongs to its project (None: tokens are not checked).
+        """
         service_id = check_service_id(service_id)
         existing = self.runs.get(service_id)
         if existing is not None:
+            if not _visible(existing, owner):
+                raise InvalidInput("this serviceID was used before")
             return self._answer(existing, force_page=True)
         if service_id in self.tombstones:
             raise InvalidInput("this serviceID was used before")
@@ -274,6 +295,9 @@ class RunManager:
             inputs=dict(inputs),
             created_at=self.reactor.seconds(),
             extra_parameters=dict(extra_parameters or {}),
+            owner_user=owner.user if owner is not None else None,
+            owner_project=owner.project if owner is not None else None,
+            auth_url=owner.auth_url if owner is not None else None,
             queue_seq=self._seq,
         )
         try:
@@ -288,16 +312,16 @@ class RunManager:
         self.dispatch()
         return self._answer(run, force_page=True)
 
-    def status(self, service_id: str | None) -> StatusAnswer:
+    def status(self, service_id: str | None, owner: Owner | None = None) -> StatusAnswer:
         """Answer a poll, from memory."""
-        return self._answer(self._get(service_id))
+        return self._answer(self._get(service_id, owner))
 
-    def abort(self, service_id: str | None) -> Deferred[bool]:
+    def abort(self, service_id: str | None, owner: Owner | None = None) -> Deferred[bool]:
         """
         Stop a run; fires True once it has ended (a queued run at once), or
         False at once if it had already ended.
         """
-        run = self._get(service_id)
+        run = self._get(service_id, owner)
         record = run.record
         if not record.request_abort():
             return succeed(False)
@@ -317,9 +341,11 @@ class RunManager:
 
         return run.when_ended().addCallback(stopped)
 
-    def notify(self, service_id: str | None, message: str | None) -> str:
+    def notify(
+        self, service_id: str | None, message: str | None, owner: Owner | None = None
+    ) -> str:
         """Pass ``message`` as one line to the running program's stdin."""
-        run = self._get(service_id)
+        run = self._get(service_id, owner)
         message = check_message(message)
         state = run.record.state
         if state is RunState.QUEUED:
@@ -561,11 +587,16 @@ class RunManager:
 
     # -- answers ---------------------------------------------------------------
 
-    def _get(self, service_id: str | None) -> Run:
+    def auth_url_of(self, service_id: str | None) -> str | None:
+        """The authentication manager that checked a run's start, if any."""
+        run = self.runs.get(service_id) if isinstance(service_id, str) else None
+        return run.record.auth_url if run is not None else None
+
+    def _get(self, service_id: str | None, owner: Owner | None = None) -> Run:
         service_id = check_service_id(service_id)
         run = self.runs.get(service_id)
-        if run is None:
-            if service_id in self.tombstones:
+        if run is None or not _visible(run, owner):
+            if run is None and service_id in self.tombstones:
                 raise ExpiredRun(service_id)
             raise UnknownRun(service_id)
         return run

@@ -34,6 +34,9 @@ class RunRecord:
     inputs: dict[str, Any]
     created_at: float
     extra_parameters: dict[str, str] = field(default_factory=dict)
+    owner_user: str | None = None
+    owner_project: str | None = None
+    auth_url: str | None = None
     queue_seq: int = 0
     state: RunState = RunState.QUEUED
     percent: int = 0
@@ -149,6 +152,9 @@ class RunRecord:
             "program": self.program,
             "inputs": self.inputs,
             "extra_parameters": self.extra_parameters,
+            "owner_user": self.owner_user,
+            "owner_project": self.owner_project,
+            "auth_url": self.auth_url,
             "created_at": self.created_at,
             "queue_seq": self.queue_seq,
             "state": self.state.value,
@@ -179,6 +185,9 @@ class RunRecord:
                 program=_typed(data, "program", str),
                 inputs=_typed(data, "inputs", dict),
                 extra_parameters=_typed(data, "extra_parameters", dict),
+                owner_user=_optional(data, "owner_user", str),
+                owner_project=_optional(data, "owner_project", str),
+                auth_url=_optional(data, "auth_url", str),
                 created_at=float(_typed(data, "created_at", (int, float))),
                 queue_seq=_typed(data, "queue_seq", int),
                 state=RunState(data["state"]),

@@ -14,9 +14,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
+from ..auth.checker import AuthNotAllowed, AuthUnavailable, InvalidToken, OpenAccess, TokenChecker
 from ..runs.manager import ExpiredRun, RunManager, ServiceBusy, ServiceTrouble, UnknownRun
 from ..runs.program import InputError, InputField, Program
 from ..spyne_compat import (
@@ -49,8 +51,33 @@ def schema_type(field: InputField) -> Any:
     return base(min_occurs=0, doc=field.doc)
 
 
+#: Errors of the core that become a fault with a safe text; anything else is
+#: a Server fault that says nothing.
+EXPECTED = (
+    InvalidInput,
+    InputError,
+    UnknownRun,
+    ExpiredRun,
+    ServiceTrouble,
+    InvalidToken,
+    AuthUnavailable,
+    AuthNotAllowed,
+)
+
+
 def to_fault(error: Exception) -> Fault:
     """The SOAP fault for an error of the core; safe texts only."""
+    if isinstance(error, InvalidToken):
+        return Fault("Client.InvalidToken", "the session token is not valid")
+    if isinstance(error, AuthUnavailable):
+        return Fault(
+            "Server.AuthUnavailable", "cannot validate the session token now; try again later"
+        )
+    if isinstance(error, AuthNotAllowed):
+        return Fault(
+            "Client.AuthNotAllowed",
+            "extraParameters names an authentication manager that this service does not use",
+        )
     if isinstance(error, (InvalidInput, InputError)):
         return Fault("Client.InvalidInput", str(error))
     if isinstance(error, UnknownRun):
@@ -75,84 +102,121 @@ def loggable(service_id: object) -> str:
         return "(invalid) " + repr(service_id)[:40]
 
 
-def _logged(operation: str, call: Callable[..., Any]) -> Callable[..., Any]:
-    """Run ``call`` for ``operation``, log one event, map errors to faults."""
+def serve(operation: str, service_id: object, work: Callable[[], Any]) -> Deferred[Any]:
+    """
+    Run ``work`` (which may return a Deferred) for one SOAP call: log one
+    event with its outcome and duration, and turn errors into faults.
+    """
+    started = time.perf_counter()
 
-    def run(service_id: str | None, *args: Any) -> Any:
-        started = time.perf_counter()
+    def logged(outcome: str) -> None:
+        log.info(
+            "{operation} {service_id}: {outcome}",
+            operation=operation,
+            service_id=loggable(service_id),
+            outcome=outcome,
+            duration=time.perf_counter() - started,
+        )
 
-        def done(outcome: str, result: Any = None) -> Any:
-            log.info(
-                "{operation} {service_id}: {outcome}",
-                operation=operation,
-                service_id=loggable(service_id),
-                outcome=outcome,
-                duration=time.perf_counter() - started,
-            )
-            return result
+    def ok(result: Any) -> Any:
+        logged("ok")
+        return result
 
-        try:
-            result = call(service_id, *args)
-        except Fault as f:
-            done(f.faultcode)
-            raise
-        except (InvalidInput, InputError, UnknownRun, ExpiredRun, ServiceTrouble) as e:
-            fault = to_fault(e)
-            done(fault.faultcode)
-            raise fault from None
-        except Exception:
-            log.failure("{operation} failed", operation=operation)
-            done("Server")
-            raise InternalError(None) from None
-        if isinstance(result, Deferred):
+    def failed(failure: Failure) -> Any:
+        error = failure.value
+        if isinstance(error, Fault):
+            logged(error.faultcode)
+            return failure
+        if isinstance(error, EXPECTED):
+            fault = to_fault(error)
+            logged(fault.faultcode)
+            raise fault
+        log.failure("{operation} failed", failure, operation=operation)
+        logged("Server")
+        raise InternalError(None)
 
-            def failed(failure: Any) -> Any:
-                log.failure("{operation} failed", failure, operation=operation)
-                done("Server")
-                raise InternalError(None)
-
-            return result.addCallbacks(lambda r: done("ok", r), failed)
-        return done("ok", result)
-
-    return run
+    return maybeDeferred(work).addCallbacks(ok, failed)
 
 
-def build_service(program: Program, manager: RunManager) -> type[ServiceBase]:
+class Operations:
+    """The operations of one program: token check, then the run manager."""
+
+    def __init__(
+        self, program: Program, manager: RunManager, checker: TokenChecker | None = None
+    ) -> None:
+        self.program = program
+        self.manager = manager
+        self.checker = checker or OpenAccess()
+        self.field_names = [f.name for f in program.input_fields]
+
+    def start(self, service_id: str | None, token: str | None, *args: Any) -> Deferred[Any]:
+        *values, extra = args
+
+        def work() -> Deferred[Any]:
+            extra_parameters = parse_extra_parameters(extra)
+            auth_url = extra_parameters.get("auth") if self.checker.enabled else None
+
+            def started(owner: Any) -> tuple[str, ...]:
+                inputs = dict(zip(self.field_names, values, strict=True))
+                answer = self.manager.start(service_id, inputs, extra_parameters, owner)
+                return (answer.status, *answer.outputs)
+
+            return self.checker.identify(token, auth_url).addCallback(started)
+
+        return serve(self.program.start_operation, service_id, work)
+
+    def _for_run(
+        self, operation: str, service_id: str | None, token: str | None, then: Callable[..., Any]
+    ) -> Deferred[Any]:
+        def work() -> Deferred[Any]:
+            auth_url = self.manager.auth_url_of(service_id)
+            return self.checker.identify(token, auth_url).addCallback(then)
+
+        return serve(operation, service_id, work)
+
+    def status(self, service_id: str | None, token: str | None) -> Deferred[Any]:
+        def answer(owner: Any) -> tuple[str, ...]:
+            result = self.manager.status(service_id, owner)
+            return (result.status, *result.outputs)
+
+        return self._for_run("getServiceStatus", service_id, token, answer)
+
+    def abort(self, service_id: str | None, token: str | None) -> Deferred[Any]:
+        return self._for_run(
+            "abortService", service_id, token, lambda owner: self.manager.abort(service_id, owner)
+        )
+
+    def notify(self, service_id: str | None, token: str | None, message: str | None) -> Any:
+        return self._for_run(
+            "notifyService",
+            service_id,
+            token,
+            lambda owner: self.manager.notify(service_id, message, owner),
+        )
+
+
+def build_service(
+    program: Program, manager: RunManager, checker: TokenChecker | None = None
+) -> type[ServiceBase]:
     """A Spyne service class for ``program``, backed by ``manager``."""
-    field_names = [f.name for f in program.input_fields]
+    operations = Operations(program, manager, checker)
+    field_names = operations.field_names
     out_names = ["status_base64", *program.output_names]
     out_types = [Unicode] * len(out_names)
 
-    def start_call(service_id: str | None, *args: Any) -> tuple[str, ...]:
-        *values, extra = args
-        extra_parameters = parse_extra_parameters(extra)
-        answer = manager.start(
-            service_id, dict(zip(field_names, values, strict=True)), extra_parameters
-        )
-        return (answer.status, *answer.outputs)
-
-    def status_call(service_id: str | None) -> tuple[str, ...]:
-        answer = manager.status(service_id)
-        return (answer.status, *answer.outputs)
-
-    start_logged = _logged(program.start_operation, start_call)
-    status_logged = _logged("getServiceStatus", status_call)
-    abort_logged = _logged("abortService", manager.abort)
-    notify_logged = _logged("notifyService", manager.notify)
-
     def start(ctx: Any, serviceID: str, sessionToken: str, *args: Any) -> Any:
-        return start_logged(serviceID, *args)
+        return operations.start(serviceID, sessionToken, *args)
 
     start.__name__ = start.__qualname__ = program.start_operation
 
     def getServiceStatus(ctx: Any, serviceID: str, sessionToken: str) -> Any:
-        return status_logged(serviceID)
+        return operations.status(serviceID, sessionToken)
 
     def abortService(ctx: Any, serviceID: str, sessionToken: str) -> Any:
-        return abort_logged(serviceID)
+        return operations.abort(serviceID, sessionToken)
 
     def notifyService(ctx: Any, sessionToken: str, serviceID: str, message: str) -> Any:
-        return notify_logged(serviceID, message)
+        return operations.notify(serviceID, sessionToken, message)
 
     in_types = [schema_type(f) for f in program.input_fields]
     members = {

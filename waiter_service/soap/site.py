@@ -8,6 +8,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
+from ..auth.checker import TokenChecker
 from ..runs.manager import RunManager
 from ..runs.program import Program
 from ..spyne_compat import (
@@ -37,10 +38,12 @@ def parse_context_root(value: str) -> list[str]:
     return segments
 
 
-def build_application(program: Program, manager: RunManager) -> DeferredAwareApplication:
+def build_application(
+    program: Program, manager: RunManager, checker: TokenChecker | None = None
+) -> DeferredAwareApplication:
     """The Spyne application of one program: SOAP 1.1 in and out."""
     return DeferredAwareApplication(
-        [build_service(program, manager)],
+        [build_service(program, manager, checker)],
         tns=NAMESPACE,
         name=program.name,
         in_protocol=DoctypeFreeSoap11(validator="lxml"),
@@ -55,6 +58,7 @@ def build_site(
     max_body: int = DEFAULT_MAX_BODY,
     timeout: float = 60.0,
     reactor: IReactorTime | None = None,
+    checker: TokenChecker | None = None,
 ) -> Site:
     """A ``Site`` serving ``<context-root>/<program name>`` (and its WSDL)."""
     root = NotHere()
@@ -64,7 +68,7 @@ def build_site(
         node.putChild(segment.encode("ascii"), child)
         node = child
     endpoint_path = "/" + "/".join([*context_root, program.name])
-    soap = SoapResource(build_application(program, manager), endpoint_path, max_body)
+    soap = SoapResource(build_application(program, manager, checker), endpoint_path, max_body)
     node.putChild(program.name.encode("ascii"), soap)
     site = Site(
         root, requestFactory=soap_request_factory(max_body), timeout=timeout, reactor=reactor
