@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 here = Path(__file__).parent
 version = {}
@@ -14,13 +14,7 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10,<3.14",
-    packages=[
-        "waiter_service",
-        "waiter_service.programs",
-        "waiter_service.runs",
-        "waiter_service.soap",
-        "twisted.plugins",
-    ],
+    packages=[*find_packages(include=["waiter_service", "waiter_service.*"]), "twisted.plugins"],
     # twistd finds plugins only in twisted/plugins/ on sys.path: install
     # twisted_plugins/*.py there (and no __init__.py of ours).
     package_dir={"twisted.plugins": "twisted_plugins"},

@@ -3,7 +3,10 @@ A real ``twistd -n waiter`` for end-to-end tests: started on a free port in
 a folder of its own, stopped (and waited for) at the end of the test.
 
 The server runs this checkout's ``waiter_service`` (``PYTHONPATH``) through
-the installed plugin file, as ``pip install .`` puts it in place.
+the installed plugin file, as ``pip install .`` puts it in place; with
+``from_source=False`` it runs the installed package alone.  Unless a test
+says otherwise, children are stopped with the server (``--on-stop stop``),
+and any process still running in the work folder is killed at the end.
 """
 
 from __future__ import annotations
@@ -70,17 +73,22 @@ class Server:
     """One ``twistd -n waiter`` process."""
 
     def __init__(
-        self, folder: Path, *options: str, listen: str = "tcp:0:interface=127.0.0.1"
+        self,
+        folder: Path,
+        *options: str,
+        listen: str = "tcp:0:interface=127.0.0.1",
+        from_source: bool = True,
     ) -> None:
         self.folder = folder
         self.workdir = folder / "work"
         folder.mkdir(parents=True, exist_ok=True)
         self.log_path = folder / f"twistd-{len(list(folder.glob('twistd-*.log')))}.log"
-        env = {
-            "PATH": os.environ.get("PATH", os.defpath),
-            "PYTHONPATH": str(REPO),
-            "LANG": "C.UTF-8",
-        }
+        env = {"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8"}
+        if from_source:
+            env["PYTHONPATH"] = str(REPO)
+        if "--on-stop" not in options:
+            # Tests stop their servers with TERM: leave no child behind.
+            options = (*options, "--on-stop", "stop")
         command = [
             *twistd_command(),
             "-n",
@@ -131,3 +139,29 @@ class Server:
                 self.process.wait()
                 raise AssertionError(f"twistd did not stop on TERM:\n{self.log()}") from None
         return self.process.returncode
+
+    def cleanup(self) -> None:
+        """Stop the server and kill whatever still runs in its folder."""
+        try:
+            self.stop()
+        finally:
+            kill_left_in(self.folder)
+
+
+def kill_left_in(folder: Path) -> list[int]:
+    """KILL every process working in ``folder`` (a test's leftovers); their pids."""
+    killed = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if cwd == str(folder) or cwd.startswith(str(folder) + "/"):
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed.append(int(entry.name))
+            except ProcessLookupError:
+                pass
+    return killed

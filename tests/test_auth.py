@@ -130,8 +130,12 @@ class CheckerTests(SynchronousTestCase):
         self.clock = Clock()
         self.manager = FakeAuthManager()
         self.other = FakeAuthManager()
+        self.other.tokens = {}
         self.checker = AuthManagerChecker(
-            {"http://a/wsdl": self.manager, "http://b/wsdl": self.other}, self.clock, ttl=60
+            {"http://a/wsdl": self.manager, "http://b/wsdl": self.other},
+            self.clock,
+            ttl=60,
+            timeout=5,
         )
 
     def test_valid_token(self) -> None:
@@ -181,6 +185,28 @@ class CheckerTests(SynchronousTestCase):
         self.assertEqual(identity.auth_url, "http://b/wsdl")
         self.failureResultOf(self.checker.identify("good", "http://evil/wsdl"), AuthNotAllowed)
         self.assertEqual(self.manager.calls[-1:], [])
+
+    def test_managers_asked_in_order(self) -> None:
+        """Without a named manager, the first that knows the token tells who it is."""
+        self.other.tokens = {"elsewhere": ("eve", "p9")}
+        identity = self.successResultOf(self.checker.identify("elsewhere"))
+        self.assertEqual(identity, Identity("eve", "p9", "http://b/wsdl"))
+        self.failureResultOf(self.checker.identify("nowhere"), InvalidToken)
+
+    def test_one_manager_down(self) -> None:
+        """If a manager that was not asked cannot answer, an unknown token is "unavailable"."""
+        self.other.broken = True
+        self.successResultOf(self.checker.identify("good"))
+        self.failureResultOf(self.checker.identify("nowhere"), AuthUnavailable)
+
+    def test_deadline(self) -> None:
+        """A manager that does not answer in time gives AuthUnavailable at the deadline."""
+        self.manager.hold = []
+        d = self.checker.identify("good", "http://a/wsdl")
+        self.clock.advance(4.9)
+        self.assertNoResult(d)
+        self.clock.advance(0.2)
+        self.failureResultOf(d, AuthUnavailable)
 
     def test_tokens_are_not_kept(self) -> None:
         """The cache keeps digests, not tokens."""

@@ -88,7 +88,7 @@ class AuthTests(SynchronousTestCase):
             "--kill-grace",
             "2",
         )
-        self.addCleanup(self.server.stop)
+        self.addCleanup(self.server.cleanup)
         self.soap = zeep.Client(self.server.url + "?wsdl").service
 
     def start(self, service_id: str, token: str, seconds: int = 600, **extra: str) -> Any:
@@ -166,14 +166,11 @@ class AuthTests(SynchronousTestCase):
         self.start("r1", "ann-p1")
         self.server.stop()
         self.server = Server(self.server.folder, "--auth-wsdl", self.auth.wsdl)
-        self.addCleanup(self.server.stop)
+        self.addCleanup(self.server.cleanup)
         soap = zeep.Client(self.server.url + "?wsdl").service
-        self.assertIn(
-            "Running", _page(soap.getServiceStatus(serviceID="r1", sessionToken="bob-p1"))
-        )
+        self.assertIn("r1", _page(soap.getServiceStatus(serviceID="r1", sessionToken="bob-p1")))
         code = fault_code(lambda: soap.getServiceStatus(serviceID="r1", sessionToken="carl-p2"))
         self.assertEqual(code, "Client.UnknownServiceID")
-        soap.abortService(serviceID="r1", sessionToken="ann-p1")
 
 
 class UnreachableAuthTests(SynchronousTestCase):
@@ -189,7 +186,7 @@ class UnreachableAuthTests(SynchronousTestCase):
             "--auth-timeout",
             "1",
         )
-        self.addCleanup(server.stop)
+        self.addCleanup(server.cleanup)
         soap = zeep.Client(server.url + "?wsdl").service
         code = fault_code(
             lambda: soap.startWaiter(serviceID="r1", sessionToken="t", secondsToWait=1)
@@ -201,7 +198,7 @@ class UnreachableAuthTests(SynchronousTestCase):
     def test_warning_without_manager(self) -> None:
         """Without --auth-wsdl the server says loudly that tokens are not checked."""
         server = Server(Path(self.mktemp()).resolve())
-        self.addCleanup(server.stop)
+        self.addCleanup(server.cleanup)
         self.assertIn("SESSION TOKENS ARE NOT CHECKED", server.log())
 
 

@@ -36,7 +36,7 @@ class EndToEndTestCase(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.server = Server(Path(self.mktemp()).resolve(), *self.server_options)
-        self.addCleanup(self.server.stop)
+        self.addCleanup(self.server.cleanup)
         self.client = zeep.Client(self.server.url + "?wsdl")
         self.soap = self.client.service
 
@@ -64,6 +64,21 @@ class PluginTests(SynchronousTestCase):
         )
         self.assertEqual(done.returncode, 0, done.stderr)
         self.assertRegex(done.stdout, r"\n\s+waiter\s+The waiter")
+
+    def test_installed_package_serves(self) -> None:
+        """The installed package alone (no source on the path) serves a run to its end."""
+        server = Server(Path(self.mktemp()).resolve(), from_source=False)
+        self.addCleanup(server.cleanup)
+        soap = zeep.Client(server.url + "?wsdl").service
+        soap.startWaiter(serviceID="installed", sessionToken="t", secondsToWait=0)
+        wait_for(
+            lambda: (
+                soap.getServiceStatus(serviceID="installed", sessionToken="t").status_base64
+                == "COMPLETED"
+            ),
+            10,
+            0.2,
+        )
 
     def test_bad_option_is_one_line(self) -> None:
         """A bad option value stops twistd with a usage error, not a traceback."""
@@ -230,13 +245,13 @@ class RunTests(EndToEndTestCase):
 class RestartTests(SynchronousTestCase):
     def start_server(self, folder: Path, *options: str) -> Server:
         server = Server(folder, "--kill-grace", "3", *options)
-        self.addCleanup(server.stop)
+        self.addCleanup(server.cleanup)
         return server
 
     def test_graceful_stop_keeps_children(self) -> None:
-        """By default a stopped server leaves its children; the next one adopts them."""
+        """With --on-stop keep (the default) a stopped server's children are adopted next."""
         folder = Path(self.mktemp()).resolve()
-        server = self.start_server(folder)
+        server = self.start_server(folder, "--on-stop", "keep")
         soap = zeep.Client(server.url + "?wsdl").service
         soap.startWaiter(serviceID="kept", sessionToken="t", secondsToWait=600)
         pid = server.record("kept")["pid"]

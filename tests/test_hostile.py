@@ -57,7 +57,7 @@ class HostileCorpusTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.folder = Path(self.mktemp()).resolve()
         self.server = Server(self.folder, "--http-timeout", "2", "--kill-grace", "2")
-        self.addCleanup(self.server.stop)
+        self.addCleanup(self.server.cleanup)
         self.soap = zeep.Client(self.server.url + "?wsdl").service
 
     def post(self, body: bytes, headers: dict[str, str] | None = None) -> requests.Response:
@@ -251,7 +251,7 @@ class TlsTests(SynchronousTestCase):
             folder / "server",
             listen=f"ssl:0:interface=127.0.0.1:privateKey={folder}/key.pem:certKey={folder}/cert.pem",
         )
-        self.addCleanup(server.stop)
+        self.addCleanup(server.cleanup)
         session = requests.Session()
         session.trust_env = False  # REQUESTS_CA_BUNDLE would win over verify
         session.verify = str(folder / "ca.pem")

@@ -167,6 +167,19 @@ class RetentionTests(ManagerTestCase):
         self.reactor.advance(150)
         self.assertRaises(UnknownRun, self.manager.status, "old")
 
+    def test_expired_only_for_its_project(self) -> None:
+        """Another project hears "unknown", not "expired", about a removed run."""
+        from waiter_service.auth.checker import Identity
+
+        ann = Identity("ann", "p1", "http://a")
+        self.manager.start("theirs", {"secondsToWait": 5}, None, ann)
+        (self.root / "theirs" / "result").write_bytes(b"r")
+        self.reactor.processes[-1].exit(0)
+        self.reactor.advance(200)
+        self.assertRaises(ExpiredRun, self.manager.status, "theirs", ann)
+        for other in (Identity("eve", "p2", "http://a"), Identity("ann", "p1", "http://b")):
+            self.assertRaises(UnknownRun, self.manager.status, "theirs", other)
+
     def test_durations(self) -> None:
         """Durations are seconds, or a number with s, m, h, d or w."""
         self.assertEqual(parse_duration("7d"), 7 * 86400)

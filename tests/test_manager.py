@@ -7,6 +7,7 @@ import json
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -447,3 +448,42 @@ class BrokenProgramTests(ManagerTestCase):
         self.successResultOf(d)
         self.assertIn("could not be read", page(self.manager.status("run_1")))
         self.assertEqual(len(self.flushLoggedErrors(KeyError)), 1)
+
+
+class QuickChildTests(ManagerTestCase):
+    def test_child_reaped_before_spawn_returns(self) -> None:
+        """A child reaped before spawnProcess returns still gets its pid recorded and ends."""
+        real_spawn = self.reactor.spawnProcess
+
+        def spawn_and_reap(*args: Any, **kwargs: Any) -> Any:
+            process = real_spawn(*args, **kwargs)
+            (self.root / "run_1" / "result").write_bytes(b"r")
+            process.exit(0, pipes_open=True)  # reaped at once; pipes close later
+            return process
+
+        self.patch(self.reactor, "spawnProcess", spawn_and_reap)
+        self.manager.start("run_1", {"secondsToWait": 0})
+        self.assertEqual(self.saved()["pid"], 1000)
+        self.reactor.processes[0].close_pipes()
+        self.assertEqual(self.manager.status("run_1").status, COMPLETED)
+        self.manager.start("run_2", {"secondsToWait": 0})
+        self.assertEqual(len(self.reactor.processes), 2)
+
+
+class OwnershipTests(ManagerTestCase):
+    def test_other_projects_see_nothing(self) -> None:
+        """A run is seen by its own project, as known to its own authentication manager."""
+        from waiter_service.auth.checker import Identity
+
+        ann = Identity("ann", "p1", "http://a")
+        self.manager.start("run_1", {"secondsToWait": 5}, None, ann)
+        self.assertEqual(self.saved()["owner_user"], "ann")
+        self.manager.status("run_1", Identity("bob", "p1", "http://a"))
+        for stranger in (Identity("eve", "p2", "http://a"), Identity("ann", "p1", "http://b")):
+            self.assertRaises(UnknownRun, self.manager.status, "run_1", stranger)
+            self.assertRaises(UnknownRun, self.manager.abort, "run_1", stranger)
+            self.assertRaises(UnknownRun, self.manager.notify, "run_1", "x", stranger)
+            self.assertRaises(
+                InvalidInput, self.manager.start, "run_1", {"secondsToWait": 1}, None, stranger
+            )
+        self.assertEqual(len(self.reactor.processes), 1)

@@ -12,7 +12,7 @@ from typing import Any
 
 from twisted.logger import globalLogPublisher
 
-from waiter_service.runs.manager import COMPLETED, Limits, RunManager
+from waiter_service.runs.manager import COMPLETED, Limits, RunManager, UnknownRun
 from waiter_service.runs.procinfo import ProcessIdentity
 from waiter_service.runs.state import RunState
 from waiter_service.testing import FAKE_BOOT_ID, FakeProcessReactor
@@ -231,6 +231,21 @@ class CorruptRecordTests(RecoveryTestCase):
         logged = {e.get("service_id") for e in events if "problem" in e}
         self.assertEqual(logged, {*samples, "empty"})
         self.assertNotIn(".not-a-run", self.manager.runs)
+
+    def test_unreadable_keeps_its_owner(self) -> None:
+        """A record whose owner can still be read is failed for that owner only."""
+        from waiter_service.auth.checker import Identity
+
+        (self.root / "owned").mkdir(parents=True)
+        (self.root / "owned" / "run.json").write_text(
+            json.dumps({"format": 1, "owner_project": "p1", "auth_url": "http://a", "x": 1})
+        )
+        self.crash()
+        mine = Identity("ann", "p1", "http://a")
+        self.assertIn("could not be read", page(self.manager.status("owned", mine)))
+        self.assertRaises(
+            UnknownRun, self.manager.status, "owned", Identity("eve", "p2", "http://a")
+        )
 
     def test_unreadable_reported_once(self) -> None:
         """A bad record is replaced by a failed one: the next start is quiet."""

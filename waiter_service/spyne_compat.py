@@ -249,7 +249,10 @@ def spyne_six_importer() -> Any:
 
 
 def _find_six_moves() -> None:
-    if not any(isinstance(f, SixMovesFinder) for f in sys.meta_path):
+    # Python 3.11 and older still call find_module: nothing to do there.
+    if sys.version_info >= (3, 12) and not any(
+        isinstance(f, SixMovesFinder) for f in sys.meta_path
+    ):
         sys.meta_path.insert(0, SixMovesFinder())
 
 

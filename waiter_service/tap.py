@@ -180,7 +180,9 @@ def makeService(options: Options) -> IService:
             url: AuthManagerClient(reactor, url, timeout=options["auth-timeout"])
             for url in options["auth-wsdl"]
         }
-        checker = AuthManagerChecker(clients, reactor, ttl=options["auth-cache"])
+        checker = AuthManagerChecker(
+            clients, reactor, ttl=options["auth-cache"], timeout=options["auth-timeout"]
+        )
     manager = RunManager(
         reactor,  # type: ignore[arg-type]
         options["store"],

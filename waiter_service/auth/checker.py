@@ -77,7 +77,11 @@ class AuthManagerChecker:
     log = Logger()
 
     def __init__(
-        self, clients: Mapping[str, Caller], clock: IReactorTime, ttl: float = 60.0
+        self,
+        clients: Mapping[str, Caller],
+        clock: IReactorTime,
+        ttl: float = 60.0,
+        timeout: float = 10.0,
     ) -> None:
         if not clients:
             raise ValueError("at least one authentication manager is needed")
@@ -85,16 +89,40 @@ class AuthManagerChecker:
         self.default = next(iter(self.clients))
         self.clock = clock
         self.ttl = ttl
+        self.timeout = timeout
         self._cache: OrderedDict[tuple[str, str], tuple[float, Identity | None]] = OrderedDict()
         self._asking: dict[tuple[str, str], list[Deferred[Any]]] = {}
 
     def identify(self, token: str | None, auth_url: str | None = None) -> Deferred[Any]:
-        """Fires with the token's Identity, or fails with one of the errors above."""
-        url = auth_url or self.default
-        if url not in self.clients:
-            return fail(AuthNotAllowed(url))
+        """
+        Fires with the token's Identity, or fails with one of the errors above.
+
+        With ``auth_url`` (a start naming its manager) only that manager is
+        asked; without it the managers are asked in order until one knows
+        the token, so that nothing about a run is looked at before its
+        caller is known.
+        """
         if not token:
             return fail(InvalidToken())
+        if auth_url is not None:
+            if auth_url not in self.clients:
+                return fail(AuthNotAllowed(auth_url))
+            return self._identify_at(auth_url, token)
+        return Deferred.fromCoroutine(self._identify_anywhere(token))
+
+    async def _identify_anywhere(self, token: str) -> Identity:
+        unavailable = False
+        for url in self.clients:
+            try:
+                identity: Identity = await self._identify_at(url, token)
+                return identity
+            except InvalidToken:
+                continue
+            except AuthUnavailable:
+                unavailable = True
+        raise AuthUnavailable() if unavailable else InvalidToken()
+
+    def _identify_at(self, url: str, token: str) -> Deferred[Any]:
         key = (url, hashlib.sha256(token.encode("utf-8")).hexdigest())
         cached = self._cache.get(key)
         if cached is not None and cached[0] > self.clock.seconds():
@@ -104,9 +132,9 @@ class AuthManagerChecker:
         waiting = self._asking.setdefault(key, [])
         waiting.append(d)
         if len(waiting) == 1:
-            Deferred.fromCoroutine(self._ask(self.clients[url], token, url)).addBoth(
-                self._answered, key, url
-            )
+            question = Deferred.fromCoroutine(self._ask(self.clients[url], token, url))
+            question.addTimeout(self.timeout, self.clock)
+            question.addBoth(self._answered, key, url)
         return d
 
     async def _ask(self, client: Caller, token: str, url: str) -> Identity | None:

@@ -140,11 +140,15 @@ def main(argv: list[str]) -> int:
     reporter = Reporter(status_file)
     try:
         waited = wait(seconds, reporter)
+        atomic_write(result_file, f"Waited {waited:.1f} of {seconds} seconds.\n")
+        reporter.report(100)
     except Failed as e:
         print(f"waiter: failing as told: {str(e)[:500]}", file=sys.stderr)
         return 1
-    atomic_write(result_file, f"Waited {waited:.1f} of {seconds} seconds.\n")
-    reporter.report(100)
+    except OSError as e:
+        # One line, no traceback: it ends up on the user's status page.
+        print(f"waiter: cannot write its files: {e.strerror}", file=sys.stderr)
+        return 3
     return 0
 
 

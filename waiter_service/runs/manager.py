@@ -37,6 +37,7 @@ from .record import CorruptRecord, RunRecord
 from .recovery import INTERRUPTED, UNREADABLE, plan_recovery
 from .retention import Tombstones, due_for_removal
 from .run import Run
+from .scrub import scrub_tail
 from .state import RunState
 from .store import RunExists, RunStore
 
@@ -83,9 +84,14 @@ class Owner(Protocol):
     auth_url: str | None
 
 
-def _visible(run: Run, owner: Owner | None) -> bool:
-    """A run is seen by its own project only (by everyone when nothing is checked)."""
-    return owner is None or run.record.owner_project == owner.project
+def _visible(record: Any, owner: Owner | None) -> bool:
+    """
+    A run is seen by its own project only, as known to the authentication
+    manager that checked its start (by everyone when nothing is checked).
+    """
+    if owner is None:
+        return True
+    return record.owner_project == owner.project and record.auth_url in (None, owner.auth_url)
 
 
 class StatusAnswer(NamedTuple):
@@ -228,8 +234,17 @@ class RunManager:
                 service_id=service_id,
                 problem=problem,
             )
+            owner = self.store.salvage_owner(service_id)
             self.store.set_aside(service_id)
-            record = RunRecord(service_id, self.program.name, {}, now)
+            record = RunRecord(
+                service_id,
+                self.program.name,
+                {},
+                now,
+                owner_user=owner.get("owner_user"),
+                owner_project=owner.get("owner_project"),
+                auth_url=owner.get("auth_url"),
+            )
             record.fail(UNREADABLE, now)
             self._save(self._register(record))
         for record in plan.interrupted:
@@ -269,7 +284,7 @@ class RunManager:
         service_id = check_service_id(service_id)
         existing = self.runs.get(service_id)
         if existing is not None:
-            if not _visible(existing, owner):
+            if not _visible(existing.record, owner):
                 raise InvalidInput("this serviceID was used before")
             return self._answer(existing, force_page=True)
         if service_id in self.tombstones:
@@ -369,13 +384,23 @@ class RunManager:
 
     def dispatch(self) -> None:
         """Start queued runs while there are free slots, oldest first."""
-        while self.queue and len(self.active) < self.limits.max_running:
-            if self._stopping or not self._launch(self.queue[0]):
+        while self.queue and len(self.active) < self.limits.max_running and not self._stopping:
+            run = self.queue.popleft()
+            if run.record.state is not RunState.QUEUED:
+                continue
+            if not self._launch(run):
+                self.queue.appendleft(run)  # try again at the next tick
                 return
-            self.queue.popleft()
 
     def tick(self) -> None:
         """Every second: drive the queue, and watch adopted runs."""
+        try:
+            self._tick()
+        except Exception:
+            # Never let one bad run stop the loop that drives every run.
+            self.log.failure("the periodic check of the runs failed")
+
+    def _tick(self) -> None:
         if not self._stopping:
             self.dispatch()
         for run in [r for r in self.active.values() if r.adopted]:
@@ -424,9 +449,11 @@ class RunManager:
             return True
         run.child = child
         self.active[run.record.service_id] = run
-        pid = transport.pid
-        assert pid is not None
-        run.record.started(pid, self.identify(pid))
+        # The protocol took the pid when it connected: the transport forgets
+        # it as soon as the child is reaped, which can already have happened.
+        pid = child.pgid if child.pgid is not None else transport.pid
+        if pid is not None:
+            run.record.started(pid, self.identify(pid))
         self._save(run)
         self._arm_time_limit(run)
         self.log.info(
@@ -479,6 +506,7 @@ class RunManager:
         """Record how a run's own child ended."""
         record = run.record
         now = self.reactor.seconds()
+        stderr_tail = scrub_tail(stderr_tail, str(run.folder))
         if record.abort_requested:
             record.abort(now, exit_code, exit_signal, stderr_tail)
         elif run.stopped_by is not None:
@@ -505,6 +533,10 @@ class RunManager:
         else:
             outputs = self._finished_outputs(run)
             if outputs is not None:
+                self.log.info(
+                    "run {service_id} finished out of sight; its files show it completed",
+                    service_id=record.service_id,
+                )
                 record.complete(_encoded(outputs), now)
             else:
                 record.fail(
@@ -572,11 +604,11 @@ class RunManager:
         now = self.reactor.seconds()
         retention = self.limits.retention
         expired = due_for_removal((r.record for r in self.runs.values()), now, retention)
+        records = [self.runs.pop(service_id).record for service_id in expired]
         for service_id in expired:
             self.store.discard(service_id)
-            del self.runs[service_id]
         before = len(self.tombstones.expired)
-        self.tombstones.add(expired, now)
+        self.tombstones.add(records, now)
         self.tombstones.forget_before(now - retention)
         if expired or len(self.tombstones.expired) != before:
             try:
@@ -595,8 +627,8 @@ class RunManager:
     def _get(self, service_id: str | None, owner: Owner | None = None) -> Run:
         service_id = check_service_id(service_id)
         run = self.runs.get(service_id)
-        if run is None or not _visible(run, owner):
-            if run is None and service_id in self.tombstones:
+        if run is None or not _visible(run.record, owner):
+            if run is None and self.tombstones.seen_by(service_id, owner):
                 raise ExpiredRun(service_id)
             raise UnknownRun(service_id)
         return run

@@ -2,17 +2,21 @@
 Retention: finished runs are removed after a while, and remembered as
 expired so that a late poll gets a clear answer.
 
-The tombstones (serviceID, time of removal) live in ``<workdir>/.expired``,
-one per line, rewritten atomically; a serviceID never starts with a dot, so
-the file cannot be mistaken for a run.  A tombstone is kept for one more
+The tombstones (serviceID, time of removal, project) live in
+``<workdir>/.expired``, one JSON object per line, rewritten atomically; a
+serviceID never starts with a dot, so the file cannot be mistaken for a
+run.  A tombstone is kept for one more
 retention period, then forgotten.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .record import RunRecord
 from .store import atomic_write, read_capped
@@ -39,12 +43,21 @@ def due_for_removal(records: Iterable[RunRecord], now: float, retention: float) 
     ]
 
 
+@dataclass(frozen=True)
+class Tombstone:
+    """A removed run: when, and whose (so that only its project hears "expired")."""
+
+    removed_at: float
+    project: str | None = None
+    auth_url: str | None = None
+
+
 class Tombstones:
     """The serviceIDs of removed runs, kept in a file of the work folder."""
 
     def __init__(self, root: Path) -> None:
         self.path = Path(root) / TOMBSTONES
-        self.expired: dict[str, float] = {}
+        self.expired: dict[str, Tombstone] = {}
 
     def load(self) -> None:
         try:
@@ -52,22 +65,36 @@ class Tombstones:
         except FileNotFoundError:
             return
         for line in text.splitlines():
-            service_id, _, when = line.partition(" ")
             try:
-                self.expired[service_id] = float(when)
-            except ValueError:
+                item = json.loads(line)
+                self.expired[str(item["id"])] = Tombstone(
+                    float(item["at"]), item.get("project"), item.get("auth")
+                )
+            except (ValueError, KeyError, TypeError):
                 continue
 
-    def add(self, service_ids: Iterable[str], now: float) -> None:
-        for service_id in service_ids:
-            self.expired[service_id] = now
+    def add(self, records: Iterable[RunRecord], now: float) -> None:
+        for record in records:
+            self.expired[record.service_id] = Tombstone(now, record.owner_project, record.auth_url)
 
     def forget_before(self, cutoff: float) -> None:
-        self.expired = {k: v for k, v in self.expired.items() if v >= cutoff}
+        self.expired = {k: v for k, v in self.expired.items() if v.removed_at >= cutoff}
 
     def save(self) -> None:
-        text = "".join(f"{k} {v:.0f}\n" for k, v in self.expired.items())
-        atomic_write(self.path, text.encode("utf-8"), durable=True)
+        lines = (
+            json.dumps({"id": k, "at": v.removed_at, "project": v.project, "auth": v.auth_url})
+            for k, v in self.expired.items()
+        )
+        atomic_write(self.path, "".join(f"{line}\n" for line in lines).encode(), durable=True)
 
     def __contains__(self, service_id: object) -> bool:
         return service_id in self.expired
+
+    def seen_by(self, service_id: str, owner: Any) -> bool:
+        """Whether ``owner`` may learn that this run expired (its own project's)."""
+        tombstone = self.expired.get(service_id)
+        if tombstone is None:
+            return False
+        if owner is None:
+            return True
+        return tombstone.project == owner.project and tombstone.auth_url in (None, owner.auth_url)

@@ -92,6 +92,21 @@ class RunStore:
             raise CorruptRecord("the record belongs to another serviceID")
         return record
 
+    def salvage_owner(self, service_id: str) -> dict[str, str]:
+        """
+        From a record that cannot be loaded, whatever still tells whose run
+        it is (owner_user, owner_project, auth_url), so that its owner, and
+        only its owner, hears that it failed.
+        """
+        try:
+            data = json.loads(read_capped(self.folder(service_id) / RECORD_NAME, MAX_RECORD_BYTES))
+        except (OSError, ValueError, UnicodeDecodeError):
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        keys = ("owner_user", "owner_project", "auth_url")
+        return {k: data[k] for k in keys if isinstance(data.get(k), str)}
+
     def set_aside(self, service_id: str) -> None:
         """Keep a bad record as ``run.json.corrupt`` for whoever investigates."""
         path = self.folder(service_id) / RECORD_NAME

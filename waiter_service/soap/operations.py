@@ -168,11 +168,23 @@ class Operations:
     def _for_run(
         self, operation: str, service_id: str | None, token: str | None, then: Callable[..., Any]
     ) -> Deferred[Any]:
-        def work() -> Deferred[Any]:
-            auth_url = self.manager.auth_url_of(service_id)
-            return self.checker.identify(token, auth_url).addCallback(then)
+        async def work() -> Any:
+            identity = await self.checker.identify(token)
+            try:
+                return await maybeDeferred(then, identity)
+            except UnknownRun:
+                # The caller is known, but not to the manager that checked
+                # this run's start: ask that one (if it is ours) about them.
+                url = self.manager.auth_url_of(service_id)
+                if identity is None or url is None or url == identity.auth_url:
+                    raise
+                try:
+                    identity = await self.checker.identify(token, url)
+                except (InvalidToken, AuthNotAllowed, AuthUnavailable):
+                    raise UnknownRun(service_id) from None
+                return await maybeDeferred(then, identity)
 
-        return serve(operation, service_id, work)
+        return serve(operation, service_id, lambda: Deferred.fromCoroutine(work()))
 
     def status(self, service_id: str | None, token: str | None) -> Deferred[Any]:
         def answer(owner: Any) -> tuple[str, ...]:
