@@ -35,6 +35,10 @@ from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, read
 from twisted.web.http_headers import Headers
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from waiter_service.runs.procinfo import all_processes  # noqa: E402
+
 NS = "urn:waiter-service:cloudflow-async"
 STATUS = re.compile(rb"<tns:status_base64>([^<]*)</tns:status_base64>")
 SUCCESS = re.compile(rb"<tns:success>([^<]*)</tns:success>")
@@ -58,20 +62,9 @@ def rss_kib(pid: int) -> int:
 
 def processes_under(pid: int) -> tuple[int, int]:
     """(zombies whose parent is ``pid``, live processes whose parent is ``pid``)."""
-    zombies = alive = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            if fields[0] == "Z":
-                zombies += 1
-            else:
-                alive += 1
-    return zombies, alive
+    children = [stat for _, stat in all_processes() if stat.ppid == pid]
+    zombies = sum(1 for stat in children if stat.state == "Z")
+    return zombies, len(children) - zombies
 
 
 def percentile(values: list[float], fraction: float) -> float:

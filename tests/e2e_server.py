@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from waiter_service.runs.procinfo import all_processes
+
 REPO = Path(__file__).resolve().parent.parent
 CONTEXT_ROOT = "/cloud/vm1"
 
@@ -56,17 +58,7 @@ def process_gone(pid: int) -> bool:
 
 def group_members(pgid: int) -> list[int]:
     """Live processes whose process group is ``pgid``."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(entry.name))
-    return members
+    return [pid for pid, stat in all_processes() if stat.pgrp == pgid and stat.state != "Z"]
 
 
 class Server:

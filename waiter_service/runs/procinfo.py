@@ -9,6 +9,7 @@ boot, field 22 of ``/proc/<pid>/stat``) and the boot it started in
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,17 @@ def parse_stat(text: str) -> StatFields:
     rest = text.rsplit(")", 1)[1].split()
     # rest[0] is field 3 (state); field N is rest[N - 3].
     return StatFields(rest[0], int(rest[1]), int(rest[2]), int(rest[19]))
+
+
+def all_processes(proc: Path = PROC) -> Iterator[tuple[int, StatFields]]:
+    """``(pid, stat fields)`` of every process on the machine, as far as readable."""
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            yield int(entry.name), parse_stat((entry / "stat").read_text())
+        except (OSError, ValueError, IndexError):
+            continue
 
 
 def read_boot_id(proc: Path = PROC) -> str:
