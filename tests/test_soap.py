@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import signal
 from pathlib import Path
+from typing import Any
 
 from lxml import etree
 from twisted.logger import LogLevel, globalLogPublisher
@@ -344,3 +345,61 @@ class FaultTests(SoapTestCase):
         failures = [e for e in events if e.get("log_level") == LogLevel.critical]
         self.assertEqual(len(failures), 1)
         self.flushLoggedErrors(RuntimeError)
+
+
+class FastPathTests(SynchronousTestCase):
+    """getServiceStatus on the fast path answers exactly as through Spyne."""
+
+    def make(self, fast_path: bool, encoding: str = "base64") -> tuple[Any, Any, Path]:
+        reactor = FakeProcessReactor()
+        root = Path(self.mktemp())
+        manager = RunManager(
+            reactor,
+            RunStore(root),
+            Waiter(),
+            launcher=["/usr/bin/setsid", "/usr/bin/env"],
+            signal_group=SignalRecorder(),
+            identify=reactor.identify,
+            is_alive=reactor.is_alive,
+            result_encoding=encoding,
+        )
+        manager.start_service()
+        site = build_site(Waiter(), manager, [], reactor=reactor, fast_path=fast_path)
+        return site, reactor, root
+
+    def test_same_answers(self) -> None:
+        """Pages, UNCHANGED, COMPLETED, raw results and faults are byte for byte Spyne's."""
+        bodies: dict[bool, list[bytes]] = {}
+        for fast in (True, False):
+            site, reactor, root = self.make(fast, encoding="raw")
+
+            def poll(service_id: str = "s1", token: str = "t", site: Any = site) -> bytes:
+                body = envelope("getServiceStatus", serviceID=service_id, sessionToken=token)
+                return http_request(site, b"POST", b"/Waiter", body, headers=SOAP_HEADERS).body
+
+            start = envelope("startWaiter", serviceID="s1", sessionToken="t", secondsToWait=5)
+            http_request(site, b"POST", b"/Waiter", start, headers=SOAP_HEADERS)
+            got = [poll(), poll()]
+            reactor.processes[0].stdout(b"progress 40\n")
+            got.append(poll())
+            got += [poll("nobody"), poll("../x"), poll("")]
+            (root / "s1" / "result").write_bytes("<done> & \u00e9\n".encode())
+            reactor.processes[0].exit(0)
+            got += [poll(), poll()]
+            bodies[fast] = got
+        self.assertEqual(bodies[True], bodies[False])
+        self.assertIn(b"UNCHANGED", bodies[True][1])
+        self.assertIn(b"&lt;done&gt; &amp; \xc3\xa9", bodies[True][-1])
+
+    def test_others_go_to_spyne(self) -> None:
+        """Requests that are not plain status calls are left to Spyne."""
+        site, _, _ = self.make(True)
+        fast = site.resource.children[b"Waiter"].fast
+        plain = envelope("getServiceStatus", serviceID="a", sessionToken="t")
+        self.assertEqual(fast.parse(plain), ("a", "t"))
+        header = plain.replace(b"<soapenv:Body>", b"<soapenv:Header/><soapenv:Body>")
+        comment = plain.replace(b"<soapenv:Body>", b"<!-- x --><soapenv:Body>")
+        extra = plain.replace(b"</tns:sessionToken>", b"</tns:sessionToken><tns:x>1</tns:x>")
+        swapped = envelope("getServiceStatus", sessionToken="t", serviceID="a")
+        for body in (header, comment, extra, swapped, b"<broken", plain[:-20]):
+            self.assertIsNone(fast.parse(body), body)

@@ -208,10 +208,13 @@ class Operations:
 
 
 def build_service(
-    program: Program, manager: RunManager, checker: TokenChecker | None = None
+    program: Program,
+    manager: RunManager,
+    checker: TokenChecker | None = None,
+    operations: Operations | None = None,
 ) -> type[ServiceBase]:
     """A Spyne service class for ``program``, backed by ``manager``."""
-    operations = Operations(program, manager, checker)
+    operations = operations or Operations(program, manager, checker)
     field_names = operations.field_names
     out_names = ["status_base64", *program.output_names]
     out_types = [Unicode] * len(out_names)

@@ -21,6 +21,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from ..spyne_compat import TwistedWebResource, Wsdl11, base_url, soap_fault_bytes
+from .fast_status import FastStatus
 
 log = Logger()
 
@@ -41,9 +42,12 @@ def wants_wsdl(request: Request) -> bool:
 class SoapResource(TwistedWebResource):  # type: ignore[misc]
     """Serves SOAP POSTs and ``?wsdl`` GETs for one Spyne application."""
 
-    def __init__(self, app: Any, endpoint_path: str, max_body: int) -> None:
+    def __init__(
+        self, app: Any, endpoint_path: str, max_body: int, fast: FastStatus | None = None
+    ) -> None:
         super().__init__(app, max_content_length=max_body)
         self.endpoint_path = endpoint_path
+        self.fast = fast
         self._wsdl_template: bytes | None = None
 
     def getChildWithDefault(self, path: bytes, request: Request) -> Resource:
@@ -55,6 +59,14 @@ class SoapResource(TwistedWebResource):  # type: ignore[misc]
         try:
             if wants_wsdl(request):
                 return self.render_wsdl(request)
+            if (
+                self.fast is not None
+                and request.method == b"POST"
+                and request.getHeader(b"content-type") is not None
+            ):
+                call = self.fast.parse(request.content.getvalue())
+                if call is not None:
+                    return self.fast.render(request, *call)
             return self.handle_rpc(request)
         except Exception:
             log.failure("unexpected error while serving a SOAP request")

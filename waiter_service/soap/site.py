@@ -17,7 +17,8 @@ from ..spyne_compat import (
     DoctypeFreeSoap11,
     soap_request_factory,
 )
-from .operations import NAMESPACE, build_service
+from .fast_status import FastStatus
+from .operations import NAMESPACE, Operations, build_service
 from .resource import NotHere, SoapResource
 
 _SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
@@ -39,11 +40,14 @@ def parse_context_root(value: str) -> list[str]:
 
 
 def build_application(
-    program: Program, manager: RunManager, checker: TokenChecker | None = None
+    program: Program,
+    manager: RunManager,
+    checker: TokenChecker | None = None,
+    operations: Operations | None = None,
 ) -> DeferredAwareApplication:
     """The Spyne application of one program: SOAP 1.1 in and out."""
     return DeferredAwareApplication(
-        [build_service(program, manager, checker)],
+        [build_service(program, manager, checker, operations)],
         tns=NAMESPACE,
         name=program.name,
         in_protocol=DoctypeFreeSoap11(validator="lxml"),
@@ -59,6 +63,7 @@ def build_site(
     timeout: float = 60.0,
     reactor: IReactorTime | None = None,
     checker: TokenChecker | None = None,
+    fast_path: bool = True,
 ) -> Site:
     """A ``Site`` serving ``<context-root>/<program name>`` (and its WSDL)."""
     root = NotHere()
@@ -68,7 +73,11 @@ def build_site(
         node.putChild(segment.encode("ascii"), child)
         node = child
     endpoint_path = "/" + "/".join([*context_root, program.name])
-    soap = SoapResource(build_application(program, manager, checker), endpoint_path, max_body)
+    operations = Operations(program, manager, checker)
+    fast = FastStatus(operations, NAMESPACE, program.output_names) if fast_path else None
+    soap = SoapResource(
+        build_application(program, manager, checker, operations), endpoint_path, max_body, fast
+    )
     node.putChild(program.name.encode("ascii"), soap)
     site = Site(
         root, requestFactory=soap_request_factory(max_body), timeout=timeout, reactor=reactor
