@@ -16,6 +16,7 @@ from waiter_service.runs.manager import (
     COMPLETED,
     UNCHANGED,
     UNSET,
+    Limits,
     RunManager,
     ServiceTrouble,
     StatusAnswer,
@@ -167,7 +168,29 @@ class StartTests(ManagerTestCase):
         error = self.assertRaises(ServiceTrouble, self.manager.start, "run_1", {"secondsToWait": 1})
         self.assertNotIn("space", str(error))
         self.assertFalse((self.root / "run_1").exists())
-        self.assertEqual(self.reactor.processes, [])
+        # The child, started before its first record, was stopped at once.
+        (process,) = self.reactor.processes
+        self.assertEqual(self.groups.sent, [(process.pid, signal.SIGTERM)])
+        self.reactor.advance(0)
+        self.assertEqual(self.groups.sent[-1], (process.pid, signal.SIGKILL))
+        process.killed(signal.SIGKILL)
+        self.assertNotIn("run_1", self.manager.runs)
+        self.assertEqual(self.manager.active, {})
+        timers = [c for c in self.reactor.getDelayedCalls() if "LoopingCall" not in repr(c)]
+        self.assertEqual(timers, [])
+
+    def test_disk_failure_when_queued(self) -> None:
+        """A start that must queue, on a full disk, faults before anything is started."""
+        self.replace_manager(limits=Limits(max_running=1))
+        self.start("run_a")
+
+        def full(record: object) -> None:
+            raise OSError(28, "No space left on device")
+
+        self.patch(self.store, "save", full)
+        self.assertRaises(ServiceTrouble, self.manager.start, "run_b", {"secondsToWait": 1})
+        self.assertFalse((self.root / "run_b").exists())
+        self.assertEqual(len(self.reactor.processes), 1)
 
 
 class StatusTests(ManagerTestCase):
@@ -256,6 +279,20 @@ class StatusTests(ManagerTestCase):
         first.exit(0)
         self.assertEqual(self.manager.status("run_a").status, COMPLETED)
         self.assertIn("0 %", page(self.manager.status("run_b")))
+
+    def test_flush_in_batches(self) -> None:
+        """A flush saves a batch of records per reactor turn, then the rest."""
+        processes = [self.start(f"run_{i:02}") for i in range(30)]
+        for process in processes:
+            process.stdout(b"progress 50\n")
+        saved = []
+        real_save = self.store.save
+        self.patch(self.store, "save", lambda record: saved.append(record) or real_save(record))
+        self.manager.flush()
+        self.assertEqual(len(saved), 20)
+        self.reactor.advance(0)
+        self.assertEqual(len(saved), 30)
+        self.assertEqual(self.saved("run_29")["percent"], 50)
 
     def test_progress_flushed_periodically(self) -> None:
         """Progress reaches the disk at the next flush, not on every line."""

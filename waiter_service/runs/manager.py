@@ -3,10 +3,11 @@ The runs of one server: start, status, abort, notify; the queue and the
 limits; recovery at start, retention, and shutdown.
 
 This is where a run's state lives while the server runs.  Polls are
-answered from memory only; each change is saved to the run's folder (at
-once for a start, a launch and an end, at most every ``flush_interval``
-seconds for progress).  The manager takes the reactor as a parameter:
-tests drive it with :mod:`waiter_service.testing`.
+answered from memory only; each change is saved to the run's folder: at
+once for a start, a launch and an end; progress at most every
+``flush_interval`` seconds, a few records per reactor turn.  The manager
+takes the reactor as a parameter: tests drive it with
+:mod:`waiter_service.testing`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, NoReturn, Protocol
 
 from twisted.internet.defer import Deferred, gatherResults, succeed
-from twisted.internet.interfaces import IReactorProcess, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorProcess, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -51,6 +52,8 @@ RESULT_ENCODINGS = ("base64", "raw")
 ON_STOP = ("keep", "stop")
 
 TIME_LIMIT = "time limit"
+#: Progress records saved per reactor turn by a flush.
+FLUSH_BATCH = 20
 STOPPED = "interrupted: the service stopped"
 
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -142,7 +145,7 @@ class RunManager:
         on_stop: str = "keep",
         result_encoding: str = "base64",
         kill_grace: float = 10.0,
-        flush_interval: float = 2.0,
+        flush_interval: float = 10.0,
         tick_interval: float = 1.0,
         launcher: list[str] | None = None,
         signal_group: SignalGroup = os.killpg,
@@ -173,6 +176,7 @@ class RunManager:
         self._seq = 0
         self._stopping = False
         self._dirty: dict[str, Run] = {}
+        self._flushing: IDelayedCall | None = None
         self._loops = [
             (LoopingCall(self.flush), flush_interval, False),
             (LoopingCall(self.tick), tick_interval, False),
@@ -211,7 +215,9 @@ class RunManager:
             for loop, _, _ in self._loops:
                 if loop.running:
                     loop.stop()
-            self.flush()
+            if self._flushing is not None and self._flushing.active():
+                self._flushing.cancel()
+            self.flush(batch=None)
 
         return gatherResults(waiting).addCallback(done)
 
@@ -315,16 +321,22 @@ class RunManager:
             auth_url=owner.auth_url if owner is not None else None,
             queue_seq=self._seq,
         )
-        try:
-            self.store.save(record)
-        except OSError as e:
-            self.store.discard(service_id)
-            self._trouble("cannot record the run", service_id, e)
-        self._seq += 1
         run = Run(self, record, folder)
+        if not self.queue and len(self.active) < self.limits.max_running:
+            # A free slot: start at once, and write the record once, with
+            # the child's pid.  (Were the server to die before that write,
+            # the next start would find a folder without a record: a failed
+            # run, never one started twice.)
+            self._launch_now(run)
+        else:
+            try:
+                self.store.save(record)
+            except OSError as e:
+                self.store.discard(service_id)
+                self._trouble("cannot record the run", service_id, e)
+            self.queue.append(run)
+        self._seq += 1
         self.runs[service_id] = run
-        self.queue.append(run)
-        self.dispatch()
         return self._answer(run, force_page=True)
 
     def status(self, service_id: str | None, owner: Owner | None = None) -> StatusAnswer:
@@ -414,6 +426,23 @@ class RunManager:
             if not child.check():
                 self._end_unobserved(run, self.reactor.seconds(), None)
 
+    def _launch_now(self, run: Run) -> None:
+        """Start a new run's child at once; its first record has its pid."""
+        self._spawn(run, self.reactor.seconds())
+        try:
+            self.store.save(run.record)
+        except OSError as e:
+            if run.child is not None:
+                run.stopped_by = "cannot record the run"
+                run.child.terminate(0)
+            self.active.pop(run.record.service_id, None)
+            self.store.discard(run.record.service_id)
+            self._trouble("cannot record the run", run.record.service_id, e)
+        if run.record.state is RunState.RUNNING:
+            self._arm_time_limit(run)
+        else:
+            run.ended()
+
     def _launch(self, run: Run) -> bool:
         """Start a queued run's child; False (try later) if it cannot be recorded."""
         now = self.reactor.seconds()
@@ -428,6 +457,16 @@ class RunManager:
                 error=str(e),
             )
             return False
+        self._spawn(run, now)
+        self._save(run)
+        if run.record.state is RunState.RUNNING:
+            self._arm_time_limit(run)
+        else:
+            run.ended()
+        return True
+
+    def _spawn(self, run: Run, now: float) -> None:
+        """Start the child of a run (the record in memory only)."""
         run.record.launching(now)
         invocation = self.program.invocation(run.record.inputs, run.folder)
         argv = [*self.launcher, f"--chdir={run.folder}", *invocation.argv]
@@ -444,9 +483,7 @@ class RunManager:
                 error=str(e),
             )
             run.record.fail("the program could not be started", now)
-            self._save(run)
-            run.ended()
-            return True
+            return
         run.child = child
         self.active[run.record.service_id] = run
         # The protocol took the pid when it connected: the transport forgets
@@ -454,12 +491,9 @@ class RunManager:
         pid = child.pgid if child.pgid is not None else transport.pid
         if pid is not None:
             run.record.started(pid, self.identify(pid))
-        self._save(run)
-        self._arm_time_limit(run)
         self.log.info(
             "run {service_id} started, pid {pid}", service_id=run.record.service_id, pid=pid
         )
-        return True
 
     def _adopt(self, run: Run) -> None:
         identity = run.record.process
@@ -679,11 +713,22 @@ class RunManager:
         """Progress changed: save it at the next flush."""
         self._dirty[run.record.service_id] = run
 
-    def flush(self) -> None:
-        """Save every record whose progress changed since the last flush."""
-        dirty, self._dirty = self._dirty, {}
-        for run in dirty.values():
-            self._save(run)
+    def flush(self, batch: int | None = FLUSH_BATCH) -> None:
+        """
+        Save every record whose progress changed since the last flush, at
+        most ``batch`` of them per reactor turn (so that a thousand runs'
+        progress never holds polls back); ``batch=None``: all at once.
+        """
+        while self._dirty:
+            for _ in range(len(self._dirty) if batch is None else batch):
+                if not self._dirty:
+                    return
+                service_id = next(iter(self._dirty))
+                self._save(self._dirty.pop(service_id))
+            if self._dirty and batch is not None:
+                if self._flushing is None or not self._flushing.active():
+                    self._flushing = self.reactor.callLater(0, self.flush, batch)
+                return
 
     def _save(self, run: Run) -> None:
         try:
