@@ -397,9 +397,6 @@ def soap_request_factory(max_body: int = DEFAULT_MAX_BODY) -> type[server.Reques
         body_limit = max_body
         body_too_large = False
         _body_seen = 0
-        # SOAP bodies are never HTML forms: skip Twisted's parsing of the
-        # Content-Type for them (an e-mail header parser, a fifth of a poll).
-        _parsePOSTFormSubmission = False
 
         def gotLength(self, length: int | None) -> None:
             self.content = BytesIO()
