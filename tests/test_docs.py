@@ -40,6 +40,7 @@ class DocsTests(SynchronousTestCase):
         """Every option of twistd waiter has a row in the README's table, and no more."""
         documented = set(re.findall(r"^\| `--([a-z-]+)", README, re.M))
         options = {name for name, *_ in Options.optParameters}
+        options |= {name for name, *_ in Options.optFlags}
         options |= {
             name[4:].replace("_", "-")
             for name in dir(Options)

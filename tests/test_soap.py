@@ -232,6 +232,26 @@ class LoggingTests(SoapTestCase):
         self.assertNotIn("secret-token", repr(events))
 
 
+    def test_routine_polls_are_quiet(self) -> None:
+        """Successful polls are logged only with log_polls; failed ones always."""
+        events: list[dict[str, object]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        self.call("startWaiter", serviceID="s1", sessionToken="t", secondsToWait=5)
+        self.call("getServiceStatus", serviceID="s1", sessionToken="t")
+        self.call("getServiceStatus", serviceID="nobody", sessionToken="t")
+        outcomes = [(e["operation"], e["outcome"]) for e in events if "outcome" in e]
+        self.assertEqual(
+            outcomes,
+            [("startWaiter", "ok"), ("getServiceStatus", "Client.UnknownServiceID")],
+        )
+        events.clear()
+        loud = build_site(Waiter(), self.manager, [], reactor=self.reactor, log_polls=True)
+        body = envelope("getServiceStatus", serviceID="s1", sessionToken="t")
+        http_request(loud, b"POST", b"/Waiter", body, headers=SOAP_HEADERS)
+        self.assertEqual([e["outcome"] for e in events if "outcome" in e], ["ok"])
+
+
 class FaultTests(SoapTestCase):
     def assertClientFault(self, response: HTTPResponse, code: str) -> str:
         self.assertEqual(response.code, 500 if code != "Client.RequestTooLong" else 413)

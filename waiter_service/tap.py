@@ -98,6 +98,9 @@ class Options(usage.Options):
         "Serves the waiter as a CloudFlow asynchronous SOAP service. Options"
         " override the environment variables CONTEXT_ROOT and WAITER_LOG_FOLDER."
     )
+    optFlags = [
+        ["log-polls", None, "Log successful getServiceStatus calls too (one a run every 6 s)."],
+    ]
     optParameters = [
         ["listen", "l", "tcp:8080", "Twisted server endpoint to listen on."],
         ["context-root", None, None, "Path prefix of the service [env CONTEXT_ROOT]."],
@@ -206,6 +209,7 @@ def makeService(options: Options) -> IService:
         timeout=options["http-timeout"],
         reactor=reactor,
         checker=checker,
+        log_polls=bool(options["log-polls"]),
     )
     top = MultiService()
     RunManagerService(manager, checker).setServiceParent(top)

@@ -102,14 +102,19 @@ def loggable(service_id: object) -> str:
         return "(invalid) " + repr(service_id)[:40]
 
 
-def serve(operation: str, service_id: object, work: Callable[[], Any]) -> Deferred[Any]:
+def serve(
+    operation: str, service_id: object, work: Callable[[], Any], quiet: bool = False
+) -> Deferred[Any]:
     """
     Run ``work`` (which may return a Deferred) for one SOAP call: log one
-    event with its outcome and duration, and turn errors into faults.
+    event with its outcome and duration (none for a success when
+    ``quiet``), and turn errors into faults.
     """
     started = time.perf_counter()
 
     def logged(outcome: str) -> None:
+        if quiet and outcome == "ok":
+            return
         log.info(
             "{operation} {service_id}: {outcome}",
             operation=operation,
@@ -142,11 +147,18 @@ class Operations:
     """The operations of one program: token check, then the run manager."""
 
     def __init__(
-        self, program: Program, manager: RunManager, checker: TokenChecker | None = None
+        self,
+        program: Program,
+        manager: RunManager,
+        checker: TokenChecker | None = None,
+        log_polls: bool = False,
     ) -> None:
         self.program = program
         self.manager = manager
         self.checker = checker or OpenAccess()
+        # A successful poll is routine (every run, every 6 s): not logged
+        # unless asked for; failed polls and every other call always are.
+        self.log_polls = log_polls
         self.field_names = [f.name for f in program.input_fields]
 
     def start(self, service_id: str | None, token: str | None, *args: Any) -> Deferred[Any]:
@@ -168,6 +180,11 @@ class Operations:
     def _for_run(
         self, operation: str, service_id: str | None, token: str | None, then: Callable[..., Any]
     ) -> Deferred[Any]:
+        quiet = operation == "getServiceStatus" and not self.log_polls
+        if not self.checker.enabled:
+            # Nothing to check: the hot path stays synchronous.
+            return serve(operation, service_id, lambda: then(None), quiet)
+
         async def work() -> Any:
             identity = await self.checker.identify(token)
             try:
@@ -184,7 +201,7 @@ class Operations:
                     raise UnknownRun(service_id) from None
                 return await maybeDeferred(then, identity)
 
-        return serve(operation, service_id, lambda: Deferred.fromCoroutine(work()))
+        return serve(operation, service_id, lambda: Deferred.fromCoroutine(work()), quiet)
 
     def status(self, service_id: str | None, token: str | None) -> Deferred[Any]:
         def answer(owner: Any) -> tuple[str, ...]:

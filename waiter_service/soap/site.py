@@ -64,6 +64,7 @@ def build_site(
     reactor: IReactorTime | None = None,
     checker: TokenChecker | None = None,
     fast_path: bool = True,
+    log_polls: bool = False,
 ) -> Site:
     """A ``Site`` serving ``<context-root>/<program name>`` (and its WSDL)."""
     root = NotHere()
@@ -73,7 +74,7 @@ def build_site(
         node.putChild(segment.encode("ascii"), child)
         node = child
     endpoint_path = "/" + "/".join([*context_root, program.name])
-    operations = Operations(program, manager, checker)
+    operations = Operations(program, manager, checker, log_polls=log_polls)
     fast = FastStatus(operations, NAMESPACE, program.output_names) if fast_path else None
     soap = SoapResource(
         build_application(program, manager, checker, operations), endpoint_path, max_body, fast
