@@ -18,7 +18,7 @@ answer to the measured poll.  Prints:
    the 1,000 running ones, minus the empty server);
 5. time to start with 10,000 finished runs on disk.
 
-Everything runs on 127.0.0.1; every loop is bounded.  About 3 minutes on
+Everything runs on 127.0.0.1; every loop is bounded.  About 2 minutes on
 2 cores (``--quick``: fewer runs, shorter windows, to try it out).
 """
 

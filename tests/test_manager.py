@@ -179,6 +179,26 @@ class StartTests(ManagerTestCase):
         timers = [c for c in self.reactor.getDelayedCalls() if "LoopingCall" not in repr(c)]
         self.assertEqual(timers, [])
 
+    def test_retry_after_disk_failure(self) -> None:
+        """A retried start is not disturbed by the end of the first attempt's child."""
+        real_save = self.store.save
+        failing = {"on": True}
+
+        def save(record: object) -> None:
+            if failing["on"]:
+                raise OSError(28, "No space left on device")
+            real_save(record)  # type: ignore[arg-type]
+
+        self.patch(self.store, "save", save)
+        self.assertRaises(ServiceTrouble, self.manager.start, "run_1", {"secondsToWait": 9})
+        failing["on"] = False
+        self.manager.start("run_1", {"secondsToWait": 9})
+        first, second = self.reactor.processes
+        first.killed(signal.SIGKILL)
+        self.assertIn("run_1", self.manager.active)
+        self.assertEqual(self.saved()["state"], "running")
+        self.assertEqual(self.saved()["pid"], second.pid)
+
     def test_disk_failure_when_queued(self) -> None:
         """A start that must queue, on a full disk, faults before anything is started."""
         self.replace_manager(limits=Limits(max_running=1))

@@ -231,7 +231,6 @@ class LoggingTests(SoapTestCase):
         self.assertTrue(all(isinstance(e["duration"], float) for e in calls))
         self.assertNotIn("secret-token", repr(events))
 
-
     def test_routine_polls_are_quiet(self) -> None:
         """Successful polls are logged only with log_polls; failed ones always."""
         events: list[dict[str, object]] = []
@@ -403,7 +402,7 @@ class FastPathTests(SynchronousTestCase):
             reactor.processes[0].stdout(b"progress 40\n")
             got.append(poll())
             got += [poll("nobody"), poll("../x"), poll("")]
-            (root / "s1" / "result").write_bytes("<done> & \u00e9\n".encode())
+            (root / "s1" / "result").write_bytes("<done> & \u00e9\r\n".encode())
             reactor.processes[0].exit(0)
             got += [poll(), poll()]
             bodies[fast] = got
@@ -421,5 +420,11 @@ class FastPathTests(SynchronousTestCase):
         comment = plain.replace(b"<soapenv:Body>", b"<!-- x --><soapenv:Body>")
         extra = plain.replace(b"</tns:sessionToken>", b"</tns:sessionToken><tns:x>1</tns:x>")
         swapped = envelope("getServiceStatus", sessionToken="t", serviceID="a")
-        for body in (header, comment, extra, swapped, b"<broken", plain[:-20]):
+        nbsp = plain.replace(b"<tns:serviceID>", "\u00a0<tns:serviceID>".encode())
+        # "<!" written in UTF-7 ("+ADwAIQ-"): invisible to a byte search.
+        utf7_dtd = (
+            b'<?xml version="1.0" encoding="UTF-7"?>+ADwAIQ-DOCTYPE x+AD4-'
+            + plain.split(b"?>", 1)[1]
+        )
+        for body in (header, comment, extra, swapped, b"<broken", plain[:-20], nbsp, utf7_dtd):
             self.assertIsNone(fast.parse(body), body)

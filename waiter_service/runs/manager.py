@@ -432,8 +432,8 @@ class RunManager:
         try:
             self.store.save(run.record)
         except OSError as e:
+            run.abandoned = True
             if run.child is not None:
-                run.stopped_by = "cannot record the run"
                 run.child.terminate(0)
             self.active.pop(run.record.service_id, None)
             self.store.discard(run.record.service_id)
@@ -538,6 +538,9 @@ class RunManager:
         stderr_tail: list[str],
     ) -> None:
         """Record how a run's own child ended."""
+        if run.abandoned:
+            run.ended()
+            return
         record = run.record
         now = self.reactor.seconds()
         stderr_tail = scrub_tail(stderr_tail, str(run.folder))

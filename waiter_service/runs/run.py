@@ -37,6 +37,9 @@ class Run:
         self.adopted = False
         self.delivered: tuple[int, int | None] | None = None
         self.stopped_by: str | None = None
+        #: A start that failed after its child was spawned: the run was
+        #: given up (folder removed); its child's end must touch nothing.
+        self.abandoned = False
         self.deadline: IDelayedCall | None = None
         self._end_waiters: list[Deferred[None]] = []
 

@@ -7,7 +7,8 @@ Header, no DTD, the two elements in order, nothing else) is read with one
 lxml parse; the answer goes through the same :class:`Operations` (token
 check, ownership, logging, faults) and is written into a response skeleton
 built once.  Everything else, and every doubt, goes to Spyne, which answers
-as it always did.  The answers are Spyne's byte for byte (tested).
+as it always did.  The response bodies are Spyne's byte for byte (tested;
+the HTTP framing of faults differs: a Content-Length, not chunks).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from lxml import etree
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET, Request
 
@@ -24,11 +26,19 @@ from ..spyne_compat import Fault, soap_fault_bytes
 
 ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 
+log = Logger()
+
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
 
+#: lxml writes a carriage return in text as a character reference (a bare
+#: one would reach the client as a line feed).
+_CR = {"\r": "&#13;"}
+
+
 def _blank(text: str | None) -> bool:
-    return text is None or not text.strip()
+    # XML's whitespace only: the schema refuses other blanks (U+00A0...).
+    return text is None or not text.strip(" \t\r\n")
 
 
 class FastStatus:
@@ -58,6 +68,9 @@ class FastStatus:
             root = etree.fromstring(body, _PARSER)
         except etree.XMLSyntaxError:
             return None
+        docinfo = root.getroottree().docinfo
+        if docinfo.doctype or docinfo.internalDTD is not None:
+            return None  # a DTD in an encoding the byte check cannot see
         if root.tag != f"{{{ENV}}}Envelope" or root.attrib or len(root) != 1:
             return None
         soap_body = root[0]
@@ -82,17 +95,18 @@ class FastStatus:
         def ok(outputs: Sequence[str]) -> None:
             parts = [self.head]
             for (opening, closing), value in zip(self.fields, outputs, strict=True):
-                parts += [opening, escape(value).encode("utf-8"), closing]
+                parts += [opening, escape(value, _CR).encode("utf-8"), closing]
             parts.append(self.tail)
             self._write(request, 200, b"".join(parts))
 
         def failed(failure: Failure) -> None:
             fault = failure.value
-            if not isinstance(fault, Fault):  # serve() makes every error a Fault
-                fault = Fault("Server", "internal error")
+            if not isinstance(fault, Fault):  # serve() makes every error a Fault...
+                log.failure("answering a status call failed", failure)  # ...but ok() might fail
+                fault = Fault("Server", "InternalError: An unknown error has occured.")
             self._write(request, 500, soap_fault_bytes(fault.faultcode, fault.faultstring))
 
-        self.operations.status(service_id, token).addCallbacks(ok, failed)
+        self.operations.status(service_id, token).addCallback(ok).addErrback(failed)
         return NOT_DONE_YET
 
     @staticmethod
