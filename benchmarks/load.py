@@ -16,19 +16,15 @@ from __future__ import annotations
 
 import argparse
 import base64
-import os
 import random
 import re
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 import warnings
 from io import BytesIO
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 from twisted.internet import defer, reactor, task
 from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, readBody
@@ -37,27 +33,12 @@ from twisted.web.http_headers import Headers
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import envelope, percentile, twistd  # noqa: E402
 from waiter_service.runs.procinfo import all_processes  # noqa: E402
 
-NS = "urn:waiter-service:cloudflow-async"
 STATUS = re.compile(rb"<tns:status_base64>([^<]*)</tns:status_base64>")
 SUCCESS = re.compile(rb"<tns:success>([^<]*)</tns:success>")
 FAULT = re.compile(rb"<faultcode>[^:<]*:?([^<]*)</faultcode>")
-
-
-def envelope(operation: str, **fields: object) -> bytes:
-    body = "".join(f"<w:{k}>{escape(str(v))}</w:{k}>" for k, v in fields.items())
-    return (
-        '<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" '
-        f'xmlns:w="{NS}"><s:Body><w:{operation}>{body}</w:{operation}></s:Body></s:Envelope>'
-    ).encode()
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def processes_under(pid: int) -> tuple[int, int]:
@@ -65,50 +46,6 @@ def processes_under(pid: int) -> tuple[int, int]:
     children = [stat for _, stat in all_processes() if stat.ppid == pid]
     zombies = sum(1 for stat in children if stat.state == "Z")
     return zombies, len(children) - zombies
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
-
-
-def start_server(folder: Path, max_running: int, max_queued: int) -> tuple[subprocess.Popen, int]:
-    twistd = Path(sys.executable).parent / "twistd"
-    log = open(folder / "twistd.log", "wb")
-    server = subprocess.Popen(
-        [
-            str(twistd),
-            "-n",
-            "--pidfile=",
-            "waiter",
-            "--listen",
-            "tcp:0:interface=127.0.0.1",
-            "--workdir",
-            str(folder / "work"),
-            "--max-running",
-            str(max_running),
-            "--max-queued",
-            str(max_queued),
-            "--kill-grace",
-            "3",
-            "--on-stop",
-            "stop",
-        ],
-        cwd=folder,
-        env={"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), "LANG": "C.UTF-8"},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        match = re.search(rb"Site starting on (\d+)", (folder / "twistd.log").read_bytes())
-        if match:
-            return server, int(match.group(1))
-        if server.poll() is not None:
-            raise SystemExit("twistd exited:\n" + (folder / "twistd.log").read_text())
-        time.sleep(0.05)
-    server.kill()
-    raise SystemExit("twistd did not start in 30 s")
 
 
 class Load:
@@ -209,9 +146,9 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=__name__)
 
     folder = Path(tempfile.mkdtemp(prefix="waiter-load-"))
-    server, port = start_server(folder, args.max_running, args.runs)
-    url = f"http://127.0.0.1:{port}/Waiter"
-    rss_before = rss_kib(server.pid)
+    server = twistd(folder, "--max-running", str(args.max_running), "--max-queued", str(args.runs))
+    url = f"http://127.0.0.1:{server.port}/Waiter"
+    rss_before = server.rss_kib()
     load = Load(args, url)
     began = time.monotonic()
     failure: list[BaseException] = []
@@ -227,11 +164,10 @@ def main() -> None:
     defer.ensureDeferred(load.run()).addCallbacks(finished, crashed)
     reactor.run()
     elapsed = time.monotonic() - began
-    rss_after = rss_kib(server.pid)
+    rss_after = server.rss_kib()
     time.sleep(1)
     zombies, alive = processes_under(server.pid)
-    server.send_signal(signal.SIGTERM)
-    server.wait(30)
+    server.stop()
     if failure:
         raise failure[0]
 

@@ -80,19 +80,11 @@ class QueueTests(ManagerTestCase):
         self.replace_manager(limits=Limits(max_running=1))
         first = self.start("run_a")
         self.manager.start("run_b", {"secondsToWait": 5})
-        real_save = self.store.save
-        failing = {"on": True}
-
-        def save(record: object) -> None:
-            if failing["on"]:
-                raise OSError(28, "No space left on device")
-            real_save(record)  # type: ignore[arg-type]
-
-        self.patch(self.store, "save", save)
+        free_disk = self.fill_disk()
         first.exit(1)
         self.assertEqual(len(self.reactor.processes), 1)
         self.assertEqual(self.manager.runs["run_b"].record.state, RunState.QUEUED)
-        failing["on"] = False
+        free_disk()
         self.reactor.advance(1)
         self.assertEqual(len(self.reactor.processes), 2)
         self.assertEqual(self.saved("run_b")["state"], "running")

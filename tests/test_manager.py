@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,19 @@ class ManagerTestCase(SynchronousTestCase):
         self.manager = self.make_manager(**kwargs)
         self.manager.start_service()
         return self.manager
+
+    def fill_disk(self) -> Callable[[], None]:
+        """Every record save fails with ENOSPC, until the returned function is called."""
+        real_save = self.store.save
+        full = [True]
+
+        def save(record: Any) -> None:
+            if full[0]:
+                raise OSError(28, "No space left on device")
+            real_save(record)
+
+        self.patch(self.store, "save", save)
+        return lambda: full.__setitem__(0, False)
 
     def start(self, service_id: str = "run_1", seconds: int | None = 60) -> FakeProcess:
         self.manager.start(service_id, {"secondsToWait": seconds})
@@ -160,11 +174,7 @@ class StartTests(ManagerTestCase):
 
     def test_disk_failure_at_start(self) -> None:
         """When the record cannot be written, start faults and leaves nothing."""
-
-        def full(record: object) -> None:
-            raise OSError(28, "No space left on device")
-
-        self.patch(self.store, "save", full)
+        self.fill_disk()
         error = self.assertRaises(ServiceTrouble, self.manager.start, "run_1", {"secondsToWait": 1})
         self.assertNotIn("space", str(error))
         self.assertFalse((self.root / "run_1").exists())
@@ -181,17 +191,9 @@ class StartTests(ManagerTestCase):
 
     def test_retry_after_disk_failure(self) -> None:
         """A retried start is not disturbed by the end of the first attempt's child."""
-        real_save = self.store.save
-        failing = {"on": True}
-
-        def save(record: object) -> None:
-            if failing["on"]:
-                raise OSError(28, "No space left on device")
-            real_save(record)  # type: ignore[arg-type]
-
-        self.patch(self.store, "save", save)
+        free_disk = self.fill_disk()
         self.assertRaises(ServiceTrouble, self.manager.start, "run_1", {"secondsToWait": 9})
-        failing["on"] = False
+        free_disk()
         self.manager.start("run_1", {"secondsToWait": 9})
         first, second = self.reactor.processes
         first.killed(signal.SIGKILL)
@@ -203,11 +205,7 @@ class StartTests(ManagerTestCase):
         """A start that must queue, on a full disk, faults before anything is started."""
         self.replace_manager(limits=Limits(max_running=1))
         self.start("run_a")
-
-        def full(record: object) -> None:
-            raise OSError(28, "No space left on device")
-
-        self.patch(self.store, "save", full)
+        self.fill_disk()
         self.assertRaises(ServiceTrouble, self.manager.start, "run_b", {"secondsToWait": 1})
         self.assertFalse((self.root / "run_b").exists())
         self.assertEqual(len(self.reactor.processes), 1)

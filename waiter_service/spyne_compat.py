@@ -66,6 +66,8 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web import server
 
+from .xmlsafe import has_doctype
+
 _installed = False
 
 
@@ -365,8 +367,7 @@ class DoctypeFreeSoap11(Soap11):  # type: ignore[misc]
         super().create_in_document(ctx, charset)
         document = ctx.in_document
         root = document[0] if isinstance(document, tuple) else document  # (root, ids)
-        docinfo = root.getroottree().docinfo
-        if docinfo.doctype or docinfo.internalDTD is not None:
+        if has_doctype(root):
             ctx.in_document = None
             raise DoctypeForbidden()
 

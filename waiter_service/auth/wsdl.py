@@ -16,6 +16,8 @@ from xml.sax.saxutils import escape
 
 from lxml import etree
 
+from ..xmlsafe import PARSER, has_doctype
+
 WSDL_NS = "http://schemas.xmlsoap.org/wsdl/"
 SOAP11_NS = "http://schemas.xmlsoap.org/wsdl/soap/"
 XS_NS = "http://www.w3.org/2001/XMLSchema"
@@ -23,8 +25,6 @@ ENV_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 
 #: Largest WSDL or response accepted from an authentication manager.
 MAX_DOCUMENT = 1024 * 1024
-
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
 
 class BadDocument(ValueError):
@@ -53,10 +53,10 @@ def _parse(data: bytes) -> etree._Element:
     if len(data) > MAX_DOCUMENT:
         raise BadDocument("document too large")
     try:
-        root = etree.fromstring(data, _PARSER)
+        root = etree.fromstring(data, PARSER)
     except etree.XMLSyntaxError as e:
         raise BadDocument(f"not XML: {e}") from None
-    if root.getroottree().docinfo.internalDTD is not None:
+    if has_doctype(root):
         raise BadDocument("a DTD is not allowed")
     return root
 

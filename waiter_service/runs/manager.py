@@ -438,10 +438,7 @@ class RunManager:
             self.active.pop(run.record.service_id, None)
             self.store.discard(run.record.service_id)
             self._trouble("cannot record the run", run.record.service_id, e)
-        if run.record.state is RunState.RUNNING:
-            self._arm_time_limit(run)
-        else:
-            run.ended()
+        self._begun(run)
 
     def _launch(self, run: Run) -> bool:
         """Start a queued run's child; False (try later) if it cannot be recorded."""
@@ -459,11 +456,15 @@ class RunManager:
             return False
         self._spawn(run, now)
         self._save(run)
+        self._begun(run)
+        return True
+
+    def _begun(self, run: Run) -> None:
+        """After a spawn, recorded: the clock starts, or the failed start is over."""
         if run.record.state is RunState.RUNNING:
             self._arm_time_limit(run)
         else:
             run.ended()
-        return True
 
     def _spawn(self, run: Run, now: float) -> None:
         """Start the child of a run (the record in memory only)."""

@@ -9,6 +9,7 @@ boot, field 22 of ``/proc/<pid>/stat``) and the boot it started in
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +67,9 @@ def all_processes(proc: Path = PROC) -> Iterator[tuple[int, StatFields]]:
             continue
 
 
+@functools.lru_cache(maxsize=4)
 def read_boot_id(proc: Path = PROC) -> str:
+    """This boot's id (read once: it does not change while the server runs)."""
     return (proc / "sys" / "kernel" / "random" / "boot_id").read_text().strip()
 
 

@@ -23,12 +23,11 @@ from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET, Request
 
 from ..spyne_compat import Fault, soap_fault_bytes
+from ..xmlsafe import PARSER, has_doctype
 
 ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 
 log = Logger()
-
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
 
 #: lxml writes a carriage return in text as a character reference (a bare
@@ -65,11 +64,10 @@ class FastStatus:
         if b"getServiceStatus" not in body or b"<!" in body or b"<?xml-" in body:
             return None
         try:
-            root = etree.fromstring(body, _PARSER)
+            root = etree.fromstring(body, PARSER)
         except etree.XMLSyntaxError:
             return None
-        docinfo = root.getroottree().docinfo
-        if docinfo.doctype or docinfo.internalDTD is not None:
+        if has_doctype(root):
             return None  # a DTD in an encoding the byte check cannot see
         if root.tag != f"{{{ENV}}}Envelope" or root.attrib or len(root) != 1:
             return None

@@ -51,47 +51,40 @@ def schema_type(field: InputField) -> Any:
     return base(min_occurs=0, doc=field.doc)
 
 
-#: Errors of the core that become a fault with a safe text; anything else is
-#: a Server fault that says nothing.
-EXPECTED = (
-    InvalidInput,
-    InputError,
-    UnknownRun,
-    ExpiredRun,
-    ServiceTrouble,
-    InvalidToken,
-    AuthUnavailable,
-    AuthNotAllowed,
-)
+#: Errors of the core, and the faults they become (``None``: the error's own
+#: text, written to be shown).  Order matters: subclasses first.  Any other
+#: error is a Server fault that says nothing.
+_FAULTS: list[tuple[type[Exception], str, str | None]] = [
+    (InvalidToken, "Client.InvalidToken", "the session token is not valid"),
+    (
+        AuthUnavailable,
+        "Server.AuthUnavailable",
+        "cannot validate the session token now; try again later",
+    ),
+    (
+        AuthNotAllowed,
+        "Client.AuthNotAllowed",
+        "extraParameters names an authentication manager that this service does not use",
+    ),
+    (InvalidInput, "Client.InvalidInput", None),
+    (InputError, "Client.InvalidInput", None),
+    (UnknownRun, "Client.UnknownServiceID", "no run has this serviceID"),
+    (
+        ExpiredRun,
+        "Client.ExpiredServiceID",
+        "this run has expired: it ended long ago and its results were removed",
+    ),
+    (ServiceBusy, "Server.Busy", None),
+    (ServiceTrouble, "Server.Unavailable", None),
+]
 
 
-def to_fault(error: Exception) -> Fault:
-    """The SOAP fault for an error of the core; safe texts only."""
-    if isinstance(error, InvalidToken):
-        return Fault("Client.InvalidToken", "the session token is not valid")
-    if isinstance(error, AuthUnavailable):
-        return Fault(
-            "Server.AuthUnavailable", "cannot validate the session token now; try again later"
-        )
-    if isinstance(error, AuthNotAllowed):
-        return Fault(
-            "Client.AuthNotAllowed",
-            "extraParameters names an authentication manager that this service does not use",
-        )
-    if isinstance(error, (InvalidInput, InputError)):
-        return Fault("Client.InvalidInput", str(error))
-    if isinstance(error, UnknownRun):
-        return Fault("Client.UnknownServiceID", "no run has this serviceID")
-    if isinstance(error, ExpiredRun):
-        return Fault(
-            "Client.ExpiredServiceID",
-            "this run has expired: it ended long ago and its results were removed",
-        )
-    if isinstance(error, ServiceBusy):
-        return Fault("Server.Busy", str(error))
-    if isinstance(error, ServiceTrouble):
-        return Fault("Server.Unavailable", str(error))
-    return InternalError(error)
+def to_fault(error: Exception) -> Fault | None:
+    """The SOAP fault for an error of the core, or None for an unexpected one."""
+    for kind, code, text in _FAULTS:
+        if isinstance(error, kind):
+            return Fault(code, str(error) if text is None else text)
+    return None
 
 
 def loggable(service_id: object) -> str:
@@ -132,8 +125,8 @@ def serve(
         if isinstance(error, Fault):
             logged(error.faultcode)
             return failure
-        if isinstance(error, EXPECTED):
-            fault = to_fault(error)
+        fault = to_fault(error)
+        if fault is not None:
             logged(fault.faultcode)
             raise fault
         log.failure("{operation} failed", failure, operation=operation)
