@@ -26,18 +26,26 @@ setup(
         "constantly>=23.10,<24",
         "lxml>=6.2,<7",
         "zope.interface>=7,<9",
+        # /metrics
+        "prometheus-client>=0.26,<0.27",
+        # waiter-client
+        "zeep>=4.3.3,<5",
     ],
     extras_require={
         "test": [
-            "zeep>=4.3.3,<5",
             "requests>=2.32,<3",
             "ruff>=0.17,<0.18",
             "mypy>=2.4,<3",
             "mypy-zope>=1.0.17,<2",
+            # the status pages in headless Chromium (Debian's chromium-driver)
+            "selenium>=4.51,<4.52",
         ],
     },
     entry_points={
-        "console_scripts": ["waiter=waiter_service.programs.waiter_main:console_main"],
+        "console_scripts": [
+            "waiter=waiter_service.programs.waiter_main:console_main",
+            "waiter-client=waiter_service.client.main:main",
+        ],
     },
     classifiers=[
         "Framework :: Twisted",
