@@ -232,7 +232,7 @@ class LoggingTests(SoapTestCase):
         self.assertNotIn("secret-token", repr(events))
 
     def test_routine_polls_are_quiet(self) -> None:
-        """Successful polls are logged only with log_polls; failed ones always."""
+        """Successful polls: no event, or info with log_polls, debug with log_debug."""
         events: list[dict[str, object]] = []
         globalLogPublisher.addObserver(events.append)
         self.addCleanup(globalLogPublisher.removeObserver, events.append)
@@ -244,11 +244,15 @@ class LoggingTests(SoapTestCase):
             outcomes,
             [("startWaiter", "ok"), ("getServiceStatus", "Client.UnknownServiceID")],
         )
-        events.clear()
-        loud = build_site(Waiter(), self.manager, [], reactor=self.reactor, log_polls=True)
         body = envelope("getServiceStatus", serviceID="s1", sessionToken="t")
-        http_request(loud, b"POST", b"/Waiter", body, headers=SOAP_HEADERS)
-        self.assertEqual([e["outcome"] for e in events if "outcome" in e], ["ok"])
+        for option, level in [("log_polls", LogLevel.info), ("log_debug", LogLevel.debug)]:
+            events.clear()
+            site = build_site(Waiter(), self.manager, [], reactor=self.reactor, **{option: True})
+            http_request(site, b"POST", b"/Waiter", body, headers=SOAP_HEADERS)
+            self.assertEqual(
+                [(e["outcome"], e["log_level"]) for e in events if "outcome" in e],
+                [("ok", level)],
+            )
 
 
 class FaultTests(SoapTestCase):

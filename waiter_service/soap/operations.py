@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from ..auth.checker import AuthNotAllowed, AuthUnavailable, InvalidToken, OpenAccess, TokenChecker
@@ -79,6 +79,14 @@ _FAULTS: list[tuple[type[Exception], str, str | None]] = [
 ]
 
 
+#: Every outcome of a call that reaches an operation: ``ok`` or a fault code
+#: (the fixed set a metric may use as a label).
+OUTCOMES = frozenset({"ok", "Server", *(code for _, code, _ in _FAULTS)})
+
+#: Told ``(operation, outcome, duration in seconds)`` of every call (metrics).
+CallObserver = Callable[[str, str, float], None]
+
+
 def to_fault(error: Exception) -> Fault | None:
     """The SOAP fault for an error of the core, or None for an unexpected one."""
     for kind, code, text in _FAULTS:
@@ -96,24 +104,35 @@ def loggable(service_id: object) -> str:
 
 
 def serve(
-    operation: str, service_id: object, work: Callable[[], Any], quiet: bool = False
+    operation: str,
+    service_id: object,
+    work: Callable[[], Any],
+    ok_level: LogLevel | None = LogLevel.info,
+    on_call: CallObserver | None = None,
 ) -> Deferred[Any]:
     """
-    Run ``work`` (which may return a Deferred) for one SOAP call: log one
-    event with its outcome and duration (none for a success when
-    ``quiet``), and turn errors into faults.
+    Run ``work`` (which may return a Deferred) for one SOAP call: tell
+    ``on_call``, log one ``soap_call`` event with its outcome and duration
+    (a success at ``ok_level``, or not at all if None; a fault at info),
+    and turn errors into faults.
     """
     started = time.perf_counter()
 
     def logged(outcome: str) -> None:
-        if quiet and outcome == "ok":
+        duration = time.perf_counter() - started
+        if on_call is not None:
+            on_call(operation, outcome, duration)
+        level = LogLevel.info if outcome != "ok" else ok_level
+        if level is None:
             return
-        log.info(
+        log.emit(
+            level,
             "{operation} {service_id}: {outcome}",
+            event="soap_call",
             operation=operation,
             service_id=loggable(service_id),
             outcome=outcome,
-            duration=time.perf_counter() - started,
+            duration=duration,
         )
 
     def ok(result: Any) -> Any:
@@ -145,13 +164,21 @@ class Operations:
         manager: RunManager,
         checker: TokenChecker | None = None,
         log_polls: bool = False,
+        on_call: CallObserver | None = None,
+        debug_polls: bool = False,
     ) -> None:
         self.program = program
         self.manager = manager
         self.checker = checker or OpenAccess()
-        # A successful poll is routine (every run, every 6 s): not logged
-        # unless asked for; failed polls and every other call always are.
+        # A successful poll is routine (every run, every 6 s): an info event
+        # with log_polls, a debug one with debug_polls (the log takes debug
+        # events), else none at all: not even built, on the hot path.
+        # Failed polls and every other call are info events.
         self.log_polls = log_polls
+        self.poll_level: LogLevel | None = (
+            LogLevel.info if log_polls else LogLevel.debug if debug_polls else None
+        )
+        self.on_call = on_call
         self.field_names = [f.name for f in program.input_fields]
 
     def start(self, service_id: str | None, token: str | None, *args: Any) -> Deferred[Any]:
@@ -168,15 +195,15 @@ class Operations:
 
             return self.checker.identify(token, auth_url).addCallback(started)
 
-        return serve(self.program.start_operation, service_id, work)
+        return serve(self.program.start_operation, service_id, work, on_call=self.on_call)
 
     def _for_run(
         self, operation: str, service_id: str | None, token: str | None, then: Callable[..., Any]
     ) -> Deferred[Any]:
-        quiet = operation == "getServiceStatus" and not self.log_polls
+        level = self.poll_level if operation == "getServiceStatus" else LogLevel.info
         if not self.checker.enabled:
             # Nothing to check: the hot path stays synchronous.
-            return serve(operation, service_id, lambda: then(None), quiet)
+            return serve(operation, service_id, lambda: then(None), level, self.on_call)
 
         async def work() -> Any:
             identity = await self.checker.identify(token)
@@ -194,7 +221,9 @@ class Operations:
                     raise UnknownRun(service_id) from None
                 return await maybeDeferred(then, identity)
 
-        return serve(operation, service_id, lambda: Deferred.fromCoroutine(work()), quiet)
+        return serve(
+            operation, service_id, lambda: Deferred.fromCoroutine(work()), level, self.on_call
+        )
 
     def status(self, service_id: str | None, token: str | None) -> Deferred[Any]:
         def answer(owner: Any) -> tuple[str, ...]:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from ..auth.checker import TokenChecker
+from ..ops.access import AccessLogSite
 from ..runs.manager import RunManager
 from ..runs.program import Program
 from ..spyne_compat import (
@@ -18,7 +20,7 @@ from ..spyne_compat import (
     soap_request_factory,
 )
 from .fast_status import FastStatus
-from .operations import NAMESPACE, Operations, build_service
+from .operations import NAMESPACE, CallObserver, Operations, build_service
 from .resource import NotHere, SoapResource
 
 _SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
@@ -65,8 +67,16 @@ def build_site(
     checker: TokenChecker | None = None,
     fast_path: bool = True,
     log_polls: bool = False,
+    on_call: CallObserver | None = None,
+    extra: Mapping[str, Resource] | None = None,
+    log_debug: bool = False,
 ) -> Site:
-    """A ``Site`` serving ``<context-root>/<program name>`` (and its WSDL)."""
+    """
+    A ``Site`` serving ``<context-root>/<program name>`` (and its WSDL), and
+    each of ``extra`` (e.g. ``health``) at ``<context-root>/<name>``.
+    ``log_debug``: the log takes debug events, so successful polls and HTTP
+    access lines are logged (at debug); else they are not even built.
+    """
     root = NotHere()
     node: Resource = root
     for segment in context_root:
@@ -74,13 +84,17 @@ def build_site(
         node.putChild(segment.encode("ascii"), child)
         node = child
     endpoint_path = "/" + "/".join([*context_root, program.name])
-    operations = Operations(program, manager, checker, log_polls=log_polls)
+    for name, resource in (extra or {}).items():
+        node.putChild(name.encode("ascii"), resource)
+    operations = Operations(
+        program, manager, checker, log_polls=log_polls, on_call=on_call, debug_polls=log_debug
+    )
     fast = FastStatus(operations, NAMESPACE, program.output_names) if fast_path else None
     soap = SoapResource(
         build_application(program, manager, checker, operations), endpoint_path, max_body, fast
     )
     node.putChild(program.name.encode("ascii"), soap)
-    site = Site(
+    site = AccessLogSite(
         root,
         requestFactory=soap_request_factory(max_body),
         timeout=timeout,
@@ -89,6 +103,7 @@ def build_site(
         # Content-Type (an e-mail header parser, a fifth of a poll's time).
         parsePOSTFormSubmission=False,
     )
+    site.access_log = log_debug
     site.displayTracebacks = False
     site.noisy = False
     return site
