@@ -70,12 +70,14 @@ class Server:
         *options: str,
         listen: str = "tcp:0:interface=127.0.0.1",
         from_source: bool = True,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.folder = folder
         self.workdir = folder / "work"
         folder.mkdir(parents=True, exist_ok=True)
         self.log_path = folder / f"twistd-{len(list(folder.glob('twistd-*.log')))}.log"
-        env = {"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8"}
+        extra_env = env or {}
+        env = {"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8", **extra_env}
         if from_source:
             env["PYTHONPATH"] = str(REPO)
         if "--on-stop" not in options:

@@ -17,7 +17,7 @@ import requests
 import zeep.exceptions
 from twisted.trial.unittest import SynchronousTestCase
 
-from waiter_service.client.bar import format_elapsed, progress_line, render_bar
+from waiter_service.client.bar import describe, format_elapsed, progress_line, render_bar
 from waiter_service.client.display import JsonLines, LiveBar, PlainLines
 from waiter_service.client.follow import Follower
 from waiter_service.client.main import REFRESH_AFTER, main, new_service_id
@@ -40,11 +40,11 @@ from waiter_service.client.soap import (
     where,
     wsdl_url,
 )
-from waiter_service.client.status import Snapshot, interpret
+from waiter_service.client.status import Snapshot, from_page, interpret
 from waiter_service.client.text import lines, one_line
 from waiter_service.runs.record import RunRecord
 from waiter_service.runs.state import RunState
-from waiter_service.status_page import encode_page, render_status_page
+from waiter_service.status_page import ClusterQueue, encode_page, render_status_page
 from waiter_service.validation import check_service_id
 
 ESC = "\x1b"
@@ -108,6 +108,17 @@ class PageTests(SynchronousTestCase):
         """The service's running page gives the state and the percent."""
         page = parse_page(server_page(RunState.RUNNING, percent=42))
         self.assertEqual((page.state, page.percent), ("running", 42.0))
+
+    def test_queued_on_the_cluster(self) -> None:
+        """A run whose job waits in Slurm's queue says so, with Slurm's state and reason."""
+        html = render_status_page(
+            record(RunState.RUNNING), 105.0, cluster=ClusterQueue("12", "PENDING", "Resources")
+        )
+        page = parse_page(html)
+        self.assertEqual((page.state, page.percent), ("running", None))
+        self.assertEqual(page.cluster, "PENDING, Resources")
+        self.assertEqual(describe(from_page(page)), "queued on the cluster (PENDING, Resources)")
+        self.assertIsNone(parse_page(server_page(RunState.RUNNING, percent=5)).cluster)
 
     def test_queued_page_of_the_service(self) -> None:
         """The service's queued page gives the queue position."""

@@ -112,3 +112,68 @@ class OptionsTests(SynchronousTestCase):
         children = list(IServiceCollection(service))
         self.assertIsInstance(children[0], RunManagerService)
         self.assertEqual(len(children), 2)
+
+
+class SlurmOptionsTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.workdir = Path(self.mktemp())
+        self.bin = Path(self.mktemp()).resolve()
+        self.bin.mkdir()
+        self.environ: dict[str, str] = {"PATH": f"{self.bin}:/usr/bin:/bin"}
+        self.patch(os, "environ", self.environ)
+
+    def fake_slurm(self) -> None:
+        """sbatch, squeue and scancel on the PATH (never run here)."""
+        for name in ("sbatch", "squeue", "scancel"):
+            path = self.bin / name
+            path.write_text("#!/bin/sh\nexit 1\n")
+            path.chmod(0o755)
+
+    def parse(self, *args: str) -> Options:
+        options = Options()
+        options.parseOptions(["--workdir", str(self.workdir), *args])
+        return options
+
+    def test_local_by_default(self) -> None:
+        self.assertIsNone(self.parse()["slurm"])
+
+    def test_slurm_settings(self) -> None:
+        self.fake_slurm()
+        settings = self.parse(
+            "--runner=slurm",
+            "--slurm-partition=cfd",
+            "--slurm-time=2:00:00",
+            "--slurm-cpus=4",
+            "--slurm-mem=8G",
+            "--slurm-arg=--account=proj",
+            "--slurm-arg=--qos=low",
+            "--slurm-poll=0.5",
+        )["slurm"]
+        self.assertEqual(
+            (settings.partition, settings.time_limit, settings.cpus, settings.memory),
+            ("cfd", "2:00:00", 4, "8G"),
+        )
+        self.assertEqual(settings.extra_args, ("--account=proj", "--qos=low"))
+        self.assertEqual(settings.poll_interval, 0.5)
+
+    def test_bad_slurm_options(self) -> None:
+        """Each bad value is a usage error that names the option."""
+        self.fake_slurm()
+        for args, named in [
+            (["--runner=cloud"], "--runner"),
+            (["--runner=slurm", "--slurm-arg=--wait"], "--slurm-arg"),
+            (["--runner=slurm", "--slurm-arg=--out=x"], "--slurm-arg"),
+            (["--runner=slurm", "--slurm-poll=0.05"], "0.2 or more"),
+            (["--runner=slurm", "--slurm-partition=a b"], "--slurm-partition"),
+            (["--runner=slurm", "--slurm-mem=--x"], "--slurm-mem"),
+            (["--runner=slurm", "--slurm-cpus=0"], "1 or more"),
+        ]:
+            with self.assertRaises(UsageError, msg=args) as raised:
+                self.parse(*args)
+            self.assertIn(named, str(raised.exception), args)
+
+    def test_slurm_commands_must_exist(self) -> None:
+        self.environ["PATH"] = str(self.bin)  # no Slurm there
+        with self.assertRaises(UsageError) as raised:
+            self.parse("--runner=slurm")
+        self.assertIn("sbatch is not on the PATH", str(raised.exception))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
+import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -15,11 +17,16 @@ from twisted.python import usage
 from . import __version__
 from .auth.checker import AuthManagerChecker, OpenAccess, TokenChecker
 from .auth.client import AuthManagerClient
+from .ops import logs
+from .ops.health import FolderProbe, HealthResource
+from .ops.metrics import Metrics, MetricsResource
 from .programs.waiter import DEFAULT_MAX_SECONDS, Waiter
 from .runs.manager import ON_STOP, RESULT_ENCODINGS, Limits, RunManager, find_launcher
 from .runs.retention import parse_duration
+from .runs.slurm import SlurmRunner, SlurmSettings, check_extra_arg, cluster_env
 from .runs.store import RunStore
 from .service import RunManagerService
+from .soap.operations import OUTCOMES
 from .soap.site import build_site, parse_context_root
 from .spyne_compat import DEFAULT_MAX_BODY
 
@@ -54,6 +61,13 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if not (value > 0 and math.isfinite(value)):
         raise ValueError("must be a finite number above 0")
+    return value
+
+
+def _poll(text: str) -> float:
+    value = _positive_float(text)
+    if value < 0.2:
+        raise ValueError("must be 0.2 or more (each poll is a request to slurmctld)")
     return value
 
 
@@ -117,11 +131,20 @@ class Options(usage.Options):
         ["auth-timeout", None, 10.0, "Seconds to wait for the auth manager.", _positive_float],
         ["auth-cache", None, 60.0, "Keep token answers this long (60s).", _cache_duration],
         ["http-timeout", None, 60.0, "Close idle HTTP connections after (s).", _positive_float],
+        ["log-format", None, "text", "Log as text or json (one JSON event a line)."],
+        ["log-level", None, "info", "Lowest level logged: debug, info, warn, error, critical."],
+        ["runner", None, "local", "Where programs run: local (children) or slurm (batch jobs)."],
+        ["slurm-partition", None, None, "Slurm partition of the jobs (sbatch --partition)."],
+        ["slurm-time", None, None, "Time limit of a job (sbatch --time, e.g. 2:00:00)."],
+        ["slurm-cpus", None, None, "CPUs of a job (sbatch --cpus-per-task).", _positive_int],
+        ["slurm-mem", None, None, "Memory of a job (sbatch --mem, e.g. 4G)."],
+        ["slurm-poll", None, 2.0, "Seconds between two squeue calls (0.2 or more).", _poll],
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self["auth-wsdl"] = []
+        self["slurm-arg"] = []
 
     def opt_auth_wsdl(self, url: str) -> None:
         """WSDL URL of an authentication manager (may be given several times;
@@ -131,6 +154,15 @@ class Options(usage.Options):
             raise usage.UsageError(f"--auth-wsdl {url!r}: an http or https URL is needed")
         if url not in self["auth-wsdl"]:
             self["auth-wsdl"].append(url)
+
+    def opt_slurm_arg(self, argument: str) -> None:
+        """One more sbatch argument, e.g. --slurm-arg=--account=cfd (may be
+        given several times)."""
+        try:
+            check_extra_arg(argument)
+        except ValueError as e:
+            raise usage.UsageError(f"--slurm-arg {argument!r}: {e}") from None
+        self["slurm-arg"].append(argument)
 
     def opt_version(self) -> None:
         """Print the version and exit."""
@@ -156,6 +188,8 @@ class Options(usage.Options):
         if self["on-stop"] not in ON_STOP:
             raise usage.UsageError("--on-stop must be keep or stop")
 
+        self["slurm"] = self._slurm_settings()
+
         workdir = self["workdir"] or os.environ.get("WAITER_LOG_FOLDER") or "waiter-work"
         store = RunStore(Path(workdir))
         try:
@@ -172,6 +206,51 @@ class Options(usage.Options):
         except RuntimeError as e:
             raise usage.UsageError(str(e)) from None
 
+        self._configure_logging()
+
+    def _configure_logging(self) -> None:
+        """
+        Check --log-format and --log-level; under twistd, name the observer
+        that applies them as twistd's --logger (twistd resolves that name
+        after this, and starts logging after makeService).
+        """
+        parent = self.parent if self.parent is not None else {}
+        settings = logs.settings_from(self, parent)
+        problem = settings.problem()
+        if problem is not None:
+            raise usage.UsageError(problem)
+        if self.parent is None:
+            return
+        if self.parent.get("logger") is None:
+            self.parent["logger"] = logs.configure(settings)
+        elif (settings.format, settings.level) != ("text", "info"):
+            raise usage.UsageError("--log-format and --log-level do not apply with --logger")
+
+    def _slurm_settings(self) -> SlurmSettings | None:
+        if self["runner"] not in ("local", "slurm"):
+            raise usage.UsageError("--runner must be local or slurm")
+        for name in ("slurm-partition", "slurm-time", "slurm-mem"):
+            value = self[name]
+            if value is not None and not _SLURM_VALUE.fullmatch(value):
+                raise usage.UsageError(f"--{name} {value!r}: not a Slurm value")
+        if self["runner"] != "slurm":
+            return None
+        settings = SlurmSettings(
+            partition=self["slurm-partition"],
+            time_limit=self["slurm-time"],
+            cpus=self["slurm-cpus"],
+            memory=self["slurm-mem"],
+            extra_args=tuple(self["slurm-arg"]),
+            poll_interval=self["slurm-poll"],
+        )
+        for command in (settings.sbatch, settings.squeue, settings.scancel):
+            if shutil.which(command) is None:
+                raise usage.UsageError(f"--runner slurm: {command} is not on the PATH")
+        return settings
+
+
+_SLURM_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:,+-]{0,63}")
+
 
 def makeService(options: Options) -> IService:
     from twisted.internet import reactor
@@ -186,6 +265,11 @@ def makeService(options: Options) -> IService:
         checker = AuthManagerChecker(
             clients, reactor, ttl=options["auth-cache"], timeout=options["auth-timeout"]
         )
+    metrics = Metrics(
+        (program.start_operation, "getServiceStatus", "abortService", "notifyService"),
+        OUTCOMES,
+        __version__,
+    )
     manager = RunManager(
         reactor,  # type: ignore[arg-type]
         options["store"],
@@ -200,6 +284,16 @@ def makeService(options: Options) -> IService:
         result_encoding=options["result-encoding"],
         kill_grace=options["kill-grace"],
         launcher=options["launcher"],
+        on_transition=metrics.transition,
+        cluster=(
+            SlurmRunner(reactor, options["slurm"], cluster_env(os.environ))
+            if options["slurm"] is not None
+            else None
+        ),
+    )
+    metrics.watch(manager)
+    health = HealthResource(
+        manager, FolderProbe(options["store"].root, reactor), reactor, __version__
     )
     site = build_site(
         program,
@@ -210,6 +304,9 @@ def makeService(options: Options) -> IService:
         reactor=reactor,
         checker=checker,
         log_polls=bool(options["log-polls"]),
+        on_call=metrics.call,
+        extra={"health": health, "metrics": MetricsResource(metrics)},
+        log_debug=options["log-level"] == "debug",
     )
     top = MultiService()
     RunManagerService(manager, checker).setServiceParent(top)

@@ -45,6 +45,8 @@ def describe(snapshot: Snapshot) -> str:
     """The state in a few words: ``running, 52 %``, ``queued, position 3``."""
     if snapshot.state is None:
         return "queued or running, unchanged since the previous poll"
+    if snapshot.state == "running" and snapshot.cluster is not None:
+        return f"queued on the cluster ({snapshot.cluster})"
     if snapshot.state == "running" and snapshot.percent is not None:
         return f"running, {int(snapshot.percent)} %"
     if snapshot.state == "queued" and snapshot.position is not None:

@@ -58,6 +58,9 @@ class Page:
     reason: str | None = None
     ended: str | None = None
     output: tuple[str, ...] = ()
+    #: The job's state in a cluster's queue (``PENDING, Resources``) while
+    #: the run waits there (a ``<main class="cluster">`` page).
+    cluster: str | None = None
 
 
 def decode_status(status_base64: str) -> str:
@@ -89,7 +92,17 @@ def parse_page(html: str) -> Page:
         reason=definition(body, "Reason"),
         ended=definition(body, "Ended with"),
         output=page_output(body),
+        cluster=page_cluster(body) if state == "running" else None,
     )
+
+
+def page_cluster(body: lxml.html.HtmlElement) -> str | None:
+    """``PENDING, Resources`` for a run queued on a cluster, else None."""
+    main = body.find("main")
+    if main is None or "cluster" not in main.get("class", "").split():
+        return None
+    words = [definition(body, "Slurm state"), definition(body, "Slurm reason")]
+    return ", ".join(w for w in words if w) or "waiting"
 
 
 def page_state(classes: str) -> str:

@@ -57,6 +57,7 @@ def snapshot_json(snapshot: Snapshot) -> dict[str, Any]:
         "state": snapshot.state,
         "percent": int(percent) if percent is not None and percent.is_integer() else percent,
         "position": snapshot.position,
+        "cluster": snapshot.cluster,
         "reason": snapshot.reason,
         "ended": snapshot.ended,
         "output": list(snapshot.output),

@@ -37,6 +37,7 @@ class Snapshot:
     reason: str | None = None
     ended: str | None = None
     output: tuple[str, ...] = ()
+    cluster: str | None = None
     result: Result | None = None
     unchanged: bool = False
 
@@ -57,6 +58,7 @@ def from_page(page: Page) -> Snapshot:
         reason=page.reason,
         ended=page.ended,
         output=page.output,
+        cluster=page.cluster,
     )
 
 

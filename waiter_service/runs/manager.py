@@ -22,23 +22,40 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, NoReturn, Protocol
 
+from twisted.internet import defer
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorProcess, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from ..status_page import encode_page, render_status_page
+from ..status_page import ClusterQueue, encode_page, render_status_page
 from ..validation import InvalidInput, check_message, check_service_id
 from . import procinfo
 from .adopted import AdoptedChild
 from .process import ChildProtocol, SignalGroup
 from .procinfo import ProcessIdentity
-from .program import MissingOutput, Program
+from .program import Invocation, MissingOutput, Program
 from .record import CorruptRecord, RunRecord
 from .recovery import INTERRUPTED, UNREADABLE, plan_recovery
 from .retention import Tombstones, due_for_removal
 from .run import Run
 from .scrub import scrub_tail
+from .slurm import (
+    ENDED_STATES,
+    RUNNING_STATES,
+    STDERR_FILE,
+    JobInfo,
+    SlurmJob,
+    SlurmRunner,
+    SlurmSettings,
+    SubmissionUnknown,
+    cluster_env,
+    outcome,
+    read_exit,
+    read_tail,
+    write_job_script,
+)
 from .state import RunState
 from .store import RunExists, RunStore
 
@@ -85,6 +102,12 @@ class Owner(Protocol):
     user: str
     project: str
     auth_url: str | None
+
+
+#: Told ``(record, from_state, to_state)`` whenever a run changes state
+#: (``from_state`` None: a new run); also for runs taken back at start, with
+#: ``from_state == to_state``.  Must not raise; it runs on the reactor.
+TransitionObserver = Callable[[RunRecord, RunState | None, RunState], None]
 
 
 def _visible(record: Any, owner: Owner | None) -> bool:
@@ -152,6 +175,8 @@ class RunManager:
         child_env: Mapping[str, str] | None = None,
         identify: Callable[[int], ProcessIdentity | None] = procinfo.identify,
         is_alive: Callable[[ProcessIdentity], bool] = procinfo.is_alive,
+        cluster: SlurmRunner | None = None,
+        on_transition: TransitionObserver | None = None,
     ) -> None:
         if result_encoding not in RESULT_ENCODINGS:
             raise ValueError(f"result_encoding must be one of {RESULT_ENCODINGS}")
@@ -169,6 +194,11 @@ class RunManager:
         self.child_env = dict(_default_child_env() if child_env is None else child_env)
         self.identify = identify
         self.is_alive = is_alive
+        #: Where new runs go: a Slurm cluster when given, else local children.
+        self.cluster = cluster
+        self.on_cluster = cluster is not None
+        #: Told of every state change of a run (metrics); see _moved.
+        self.on_transition = on_transition
         self.runs: dict[str, Run] = {}
         self.active: dict[str, Run] = {}
         self.queue: deque[Run] = deque()
@@ -182,6 +212,10 @@ class RunManager:
             (LoopingCall(self.tick), tick_interval, False),
             (LoopingCall(self.sweep), _sweep_interval(self.limits.retention), True),
         ]
+        if cluster is not None and cluster.settings.poll_interval < tick_interval:
+            # Polls more often than the tick: a loop of their own.
+            poll = LoopingCall(self._poll_cluster)
+            self._loops.append((poll, cluster.settings.poll_interval, False))
         for loop, _, _ in self._loops:
             loop.clock = reactor
 
@@ -209,7 +243,13 @@ class RunManager:
                 if run.child is not None:
                     run.stopped_by = STOPPED
                     run.child.terminate(self.kill_grace)
-                    waiting.append(run.when_ended())
+                    ended = run.when_ended()
+                    if isinstance(run.child, SlurmJob):
+                        # Slurm may be slow or unreachable: wait so long, then
+                        # leave the run as it is (the next server takes it back).
+                        ended.addTimeout(self._cluster_stop_wait(), self.reactor)
+                        ended.addErrback(_timed_out)
+                    waiting.append(ended)
 
         def done(_: object) -> None:
             for loop, _, _ in self._loops:
@@ -253,20 +293,24 @@ class RunManager:
             )
             record.fail(UNREADABLE, now)
             self._save(self._register(record))
+            self._moved(record, None, "run {service_id} failed: {reason}")
         for record in plan.interrupted:
             run = self._register(record)
             self._end_unobserved(run, now, INTERRUPTED)
+        for record in plan.cluster:
+            self._take_back(self._register(record))
         for record in plan.adopt:
             self._adopt(self._register(record))
         for record in plan.queued:
             self.queue.append(self._register(record))
+            self._moved(record, RunState.QUEUED, "run {service_id} queued again after a restart")
         self.log.info(
             "recovered {total} runs: {finished} finished, {queued} queued, {adopted} adopted,"
             " {interrupted} interrupted, {unreadable} unreadable",
             total=len(found),
             finished=len(plan.finished),
             queued=len(plan.queued),
-            adopted=len(plan.adopt),
+            adopted=len(plan.adopt) + len(plan.cluster),
             interrupted=len(plan.interrupted),
             unreadable=len(plan.unreadable),
         )
@@ -335,6 +379,7 @@ class RunManager:
                 self.store.discard(service_id)
                 self._trouble("cannot record the run", service_id, e)
             self.queue.append(run)
+            self._moved(record, None, "run {service_id} queued", position=len(self.queue))
         self._seq += 1
         self.runs[service_id] = run
         return self._answer(run, force_page=True)
@@ -352,11 +397,16 @@ class RunManager:
         record = run.record
         if not record.request_abort():
             return succeed(False)
-        self.log.info("run {service_id} abort requested", service_id=record.service_id)
+        self.log.info(
+            "run {service_id} abort requested",
+            event="run_abort_requested",
+            service_id=record.service_id,
+        )
         if record.state is RunState.QUEUED:
             self.queue.remove(run)
             record.abort(self.reactor.seconds())
             self._save(run)
+            self._moved(record, RunState.QUEUED, "run {service_id} aborted while queued")
             run.ended()
             return succeed(True)
         self._save(run)
@@ -381,6 +431,8 @@ class RunManager:
             return f"not delivered: the run has already {state.value}"
         if run.record.abort_requested:
             return "not delivered: the run is being aborted"
+        if isinstance(run.child, SlurmJob):
+            return "not delivered: a run on the cluster takes no messages"
         if run.adopted:
             return "not delivered: the run was taken over after a restart and takes no messages"
         if not run.child.send_line(message):
@@ -418,13 +470,14 @@ class RunManager:
         for run in [r for r in self.active.values() if r.adopted]:
             child = run.child
             assert isinstance(child, AdoptedChild)
-            progress = self.program.read_progress(run.folder)
-            if progress is not None and run.record.record_progress(
-                progress.percent, progress.message
-            ):
-                self.mark_dirty(run)
+            self._read_progress(run)
             if not child.check():
                 self._end_unobserved(run, self.reactor.seconds(), None)
+        for run in self._cluster_runs():
+            # The program's progress, from its folder, once a second.
+            if run.child.running:  # type: ignore[union-attr]
+                self._read_progress(run)
+        self._poll_cluster()
 
     def _launch_now(self, run: Run) -> None:
         """Start a new run's child at once; its first record has its pid."""
@@ -445,6 +498,9 @@ class RunManager:
         now = self.reactor.seconds()
         launching = dataclasses.replace(run.record)
         launching.launching(now)
+        if self.on_cluster:
+            # A crash before sbatch answers must leave a record that says so.
+            launching.runner = "slurm"
         try:
             self.store.save(launching)
         except OSError as e:
@@ -468,8 +524,13 @@ class RunManager:
 
     def _spawn(self, run: Run, now: float) -> None:
         """Start the child of a run (the record in memory only)."""
+        # A new run is not in self.runs yet; a queued one is.
+        before = RunState.QUEUED if run.record.service_id in self.runs else None
         run.record.launching(now)
         invocation = self.program.invocation(run.record.inputs, run.folder)
+        if self.on_cluster:
+            self._submit(run, invocation, before, now)
+            return
         argv = [*self.launcher, f"--chdir={run.folder}", *invocation.argv]
         env = {**self.child_env, **invocation.env}
         child = ChildProtocol(
@@ -484,6 +545,7 @@ class RunManager:
                 error=str(e),
             )
             run.record.fail("the program could not be started", now)
+            self._moved(run.record, before, "run {service_id} failed: {reason}")
             return
         run.child = child
         self.active[run.record.service_id] = run
@@ -492,9 +554,7 @@ class RunManager:
         pid = child.pgid if child.pgid is not None else transport.pid
         if pid is not None:
             run.record.started(pid, self.identify(pid))
-        self.log.info(
-            "run {service_id} started, pid {pid}", service_id=run.record.service_id, pid=pid
-        )
+        self._moved(run.record, before, "run {service_id} started, pid {pid}", pid=pid)
 
     def _adopt(self, run: Run) -> None:
         identity = run.record.process
@@ -505,10 +565,8 @@ class RunManager:
         self._arm_time_limit(run)
         if run.record.abort_requested:
             run.child.terminate(self.kill_grace)
-        self.log.info(
-            "run {service_id} adopted, pid {pid}",
-            service_id=run.record.service_id,
-            pid=identity.pid,
+        self._moved(
+            run.record, RunState.RUNNING, "run {service_id} adopted, pid {pid}", pid=identity.pid
         )
 
     def _arm_time_limit(self, run: Run) -> None:
@@ -528,6 +586,241 @@ class RunManager:
             )
             run.stopped_by = TIME_LIMIT
             run.child.terminate(self.kill_grace)
+
+    # -- runs on a Slurm cluster ---------------------------------------------
+
+    def _slurm(self) -> SlurmRunner:
+        """The cluster's runner (one with default settings for runs that a
+        server with ``--runner slurm`` left, if this one has none)."""
+        if self.cluster is None:
+            self.cluster = SlurmRunner(self.reactor, SlurmSettings(), cluster_env(os.environ))
+        return self.cluster
+
+    def _submit(
+        self, run: Run, invocation: Invocation, before: RunState | None, now: float
+    ) -> None:
+        """Submit a run's program as a batch job (the record in memory only)."""
+        record = run.record
+        record.runner = "slurm"
+        try:
+            write_job_script(run.folder)
+        except OSError as e:
+            self.log.error(
+                "run {service_id}: cannot write its job script: {error}",
+                service_id=record.service_id,
+                error=str(e),
+            )
+            record.fail("the program could not be submitted to the cluster", now)
+            self._moved(record, before, "run {service_id} failed: {reason}")
+            return
+        job = SlurmJob(self._slurm(), record.service_id, folder=str(run.folder))
+        run.child = job
+        self.active[record.service_id] = run
+        self._moved(record, before, "run {service_id} submitted to the cluster")
+        job.runner.submit(job, run.folder, invocation.argv, invocation.env).addCallbacks(
+            lambda job_id: self._submitted(run, job_id),
+            # Never from inside this call: ending the run here would start
+            # the next queued one from within dispatch().
+            lambda failure: self.reactor.callLater(0, self._not_submitted, run, failure.value),
+        )
+
+    def _submitted(self, run: Run, job_id: str) -> None:
+        if run.abandoned or run.record.state.is_terminal:
+            return
+        run.record.submitted(job_id)
+        self._save(run)
+        self.log.info(
+            "run {service_id} is job {job_id} on the cluster",
+            service_id=run.record.service_id,
+            job_id=job_id,
+        )
+
+    def _not_submitted(self, run: Run, error: BaseException) -> None:
+        job = run.child
+        assert isinstance(job, SlurmJob)
+        if isinstance(error, SubmissionUnknown) and not run.abandoned:
+            # The job may exist: look for it by name for a while.
+            self.log.warn(
+                "run {service_id}: {error}; looking for its job by name",
+                service_id=run.record.service_id,
+                error=str(error),
+            )
+            self._search_by_name(job)
+            return
+        self.log.error(
+            "run {service_id} could not be submitted: {error}",
+            service_id=run.record.service_id,
+            error=str(error),
+        )
+        if run.abandoned:
+            job.runner.cancel_by_name(job)
+            return
+        if run.record.state.is_terminal:
+            return
+        job.ended = True
+        now = self.reactor.seconds()
+        if run.record.abort_requested:
+            run.record.abort(now)
+        elif run.stopped_by is not None:
+            run.record.fail(run.stopped_by, now)
+        else:
+            run.record.fail("the cluster did not take the job (the service's log says why)", now)
+        self._ended(run)
+
+    def _search_by_name(self, job: SlurmJob) -> None:
+        """Find the job by name (and folder) until sbatch surely is done."""
+        settings = job.runner.settings
+        job.recovered = True
+        job.search_until = (
+            self.reactor.seconds() + settings.command_timeout + 3 * settings.poll_interval
+        )
+
+    def _cluster_stop_wait(self) -> float:
+        """How long a graceful stop waits for cancelled jobs to end."""
+        poll = self._slurm().settings.poll_interval
+        return self.kill_grace + max(30.0, 5 * poll)
+
+    def _take_back(self, run: Run) -> None:
+        """After a restart: a run on the cluster; the next poll says how it is."""
+        record = run.record
+        run.child = SlurmJob(
+            self._slurm(),
+            record.service_id,
+            job_id=record.job_id,
+            folder=str(run.folder),
+            recovered=True,
+        )
+        self.active[record.service_id] = run
+        if record.job_id is None:
+            # Its server died while sbatch ran: that sbatch may still submit.
+            self._search_by_name(run.child)
+        self._arm_time_limit(run)
+        if record.abort_requested:
+            run.child.terminate(self.kill_grace)
+        self._moved(
+            record,
+            RunState.RUNNING,
+            "run {service_id} taken back: job {job_id} on the cluster",
+            job_id=record.job_id,
+        )
+
+    def _read_progress(self, run: Run) -> None:
+        progress = self.program.read_progress(run.folder)
+        if progress is not None and run.record.record_progress(progress.percent, progress.message):
+            self.mark_dirty(run)
+
+    def _cluster_runs(self) -> list[Run]:
+        return [r for r in self.active.values() if isinstance(r.child, SlurmJob)]
+
+    def _poll_cluster(self) -> None:
+        """About every ``poll_interval``: one ``squeue`` for every job."""
+        if self.cluster is None or not self.cluster.due(self.reactor.seconds()):
+            return
+        if not self._cluster_runs():
+            return
+        self.cluster.poll(self.reactor.seconds()).addCallback(self._cluster_answered).addErrback(
+            lambda failure: self.log.failure("handling the cluster's answer failed", failure)
+        )
+
+    def _cluster_answered(self, answer: tuple[int, dict[str, JobInfo]] | None) -> None:
+        if answer is None:
+            return
+        number, jobs = answer
+        now = self.reactor.seconds()
+        for run in self._cluster_runs():
+            job = run.child
+            assert isinstance(job, SlurmJob)
+            if job.ended:
+                continue
+            if job.cancel_wanted and not job.cancelled and job.job_id is not None:
+                job.runner.cancel(job)  # an earlier scancel failed: again
+            info = job.runner.find(job, jobs)
+            if info is None:
+                self._job_not_listed(run, job, number, now)
+                continue
+            job.missing = 0
+            if job.job_id is None:
+                # Submitted by a server that died before it learnt the id.
+                job.job_id = info.job_id
+                run.record.submitted(info.job_id)
+                self._save(run)
+                if job.cancel_wanted:
+                    job.runner.cancel(job)
+            if (job.pending or job.state is None) and info.state in RUNNING_STATES:
+                # Out of the cluster's queue: the run's time starts when the
+                # job started (Slurm's word, on this server's clock).
+                started = min(now, info.started or now)
+                run.record.left_cluster_queue(max(started, run.record.started_at or started))
+                self._save(run)
+                if run.deadline is not None and run.deadline.active():
+                    # --max-seconds counts from there too.
+                    run.deadline.cancel()
+                    self._arm_time_limit(run)
+            job.state, job.reason = info.state, info.reason
+            if info.state in ENDED_STATES:
+                self._cluster_ended(run, info.state, now, info.ended)
+            elif info.state in RUNNING_STATES:
+                self._read_progress(run)
+
+    def _job_not_listed(self, run: Run, job: SlurmJob, poll: int, now: float) -> None:
+        """A poll that does not list a run's job."""
+        if job.job_id is None:
+            if not job.recovered:
+                return  # sbatch has not answered yet
+            if job.search_until is not None and now < job.search_until:
+                return  # an sbatch may still be submitting it
+            # Never found: cancel anything of that name that shows up late.
+            job.runner.cancel_by_name(job)
+            self._cluster_ended(run, None, now)
+            return
+        if poll < job.seen_from_poll:
+            return  # this poll began before sbatch answered
+        job.missing += 1
+        if job.missing >= 2:  # gone from two polls in a row: Slurm forgot it
+            self._cluster_ended(run, None, now)
+
+    def _cluster_ended(
+        self, run: Run, state: str | None, now: float, slurm_end: float | None = None
+    ) -> None:
+        """
+        A run's job ended (``state``: Slurm's word, None once it has
+        forgotten the job): record its true end, from what the job script
+        wrote in the run's folder.
+        """
+        job = run.child
+        assert isinstance(job, SlurmJob)
+        job.ended = True
+        record = run.record
+        ended = outcome(state, read_exit(run.folder))
+        # The job script's time, else Slurm's; never before the start nor
+        # after now (the nodes' clocks may differ from this server's).
+        end = ended.ended_at if ended.ended_at is not None else slurm_end
+        at = now if end is None else min(now, end)
+        at = max(at, record.started_at or at)
+        tail = scrub_tail(read_tail(run.folder / STDERR_FILE), str(run.folder))
+        code, signal = ended.exit_code, ended.exit_signal
+        if record.abort_requested:
+            record.abort(at, code, signal, tail)
+        elif run.stopped_by is not None:
+            record.fail(run.stopped_by, at, code, signal, tail)
+        elif ended.completed:
+            self._complete(run, at, tail)
+        elif ended.reason is not None:
+            record.fail(ended.reason, at, code, signal, tail)
+        else:
+            outputs = self._finished_outputs(run)
+            if outputs is not None:
+                record.complete(_encoded(outputs), at)
+            else:
+                record.fail(
+                    "the job ended on the cluster without recording its exit status"
+                    " (is the work folder shared with the cluster's nodes?)",
+                    at,
+                    None,
+                    None,
+                    tail,
+                )
+        self._ended(run, job_id=job.job_id, slurm_state=state)
 
     # -- the end of a run ----------------------------------------------------
 
@@ -593,16 +886,37 @@ class RunManager:
         self.active.pop(record.service_id, None)
         self._dirty.pop(record.service_id, None)
         self._save(run)
-        self.log.info(
-            "run {service_id} {state} after {elapsed:.1f} s",
-            service_id=record.service_id,
-            state=record.state.value,
+        self._moved(
+            record,
+            RunState.RUNNING,
+            "run {service_id} {to_state} after {elapsed:.1f} s",
             elapsed=record.elapsed(self.reactor.seconds()),
-            reason=record.failure_reason,
             **details,
         )
         run.ended()
         self.dispatch()
+
+    def _moved(
+        self, record: RunRecord, from_state: RunState | None, message: str, **details: Any
+    ) -> None:
+        """
+        A run changed state: one structured ``run_transition`` event (``reason``:
+        why it failed, if it did), then the transition observer.
+        """
+        self.log.info(
+            message,
+            event="run_transition",
+            service_id=record.service_id,
+            from_state=from_state.value if from_state is not None else None,
+            to_state=record.state.value,
+            reason=record.failure_reason,
+            **details,
+        )
+        if self.on_transition is not None:
+            try:
+                self.on_transition(record, from_state, record.state)
+            except Exception:
+                self.log.failure("a run transition observer failed")
 
     def _complete(self, run: Run, now: float, stderr_tail: list[str]) -> None:
         try:
@@ -686,13 +1000,19 @@ class RunManager:
             return StatusAnswer(COMPLETED, self._outputs(record))
         unset = (UNSET,) * len(self.program.output_names)
         position = self.queue_position(run)
-        shown = (record.version, position)
+        job = run.child if isinstance(run.child, SlurmJob) else None
+        cluster = None
+        if job is not None and job.pending and record.state is RunState.RUNNING:
+            cluster = ClusterQueue(job.job_id or "", job.state or "", job.reason)
+        shown = (record.version, position, cluster)
         if not force_page:
             # Only polls count: the first poll always gets the page.
             if run.delivered == shown:
                 return StatusAnswer(UNCHANGED, unset)
             run.delivered = shown
-        page = render_status_page(record, self.reactor.seconds(), queue_position=position)
+        page = render_status_page(
+            record, self.reactor.seconds(), queue_position=position, cluster=cluster
+        )
         return StatusAnswer(encode_page(page), unset)
 
     def _outputs(self, record: RunRecord) -> tuple[str, ...]:
@@ -752,6 +1072,11 @@ class RunManager:
             error=str(error),
         )
         raise ServiceTrouble(f"{what}; try again later") from None
+
+
+def _timed_out(failure: Failure) -> Failure | None:
+    """Swallow the timeout of a wait for a job's end; pass anything else on."""
+    return None if isinstance(failure.value, defer.TimeoutError) else failure
 
 
 def _output_problem(error: Exception) -> str:

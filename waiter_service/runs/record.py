@@ -44,6 +44,10 @@ class RunRecord:
     started_at: float | None = None
     pid: int | None = None
     process: ProcessIdentity | None = None
+    #: Where the program runs: ``local`` (a child of the server) or
+    #: ``slurm`` (a batch job, ``job_id`` once ``sbatch`` answered).
+    runner: str = "local"
+    job_id: str | None = None
     ended_at: float | None = None
     exit_code: int | None = None
     exit_signal: int | None = None
@@ -84,6 +88,16 @@ class RunRecord:
         """The child runs with this pid (and, where known, this identity)."""
         self.pid = pid
         self.process = process
+
+    def submitted(self, job_id: str) -> None:
+        """The cluster took the run's job under this id."""
+        self.job_id = job_id
+
+    def left_cluster_queue(self, now: float) -> None:
+        """The run's job waited in the cluster's queue and runs now: its
+        elapsed time (and the estimate of the time left) counts from now."""
+        self.started_at = now
+        self._changed()
 
     def request_abort(self) -> bool:
         """Note that an abort was asked for; False if the run has ended."""
@@ -163,6 +177,8 @@ class RunRecord:
             "started_at": self.started_at,
             "pid": self.pid,
             "process": self.process.to_dict() if self.process is not None else None,
+            "runner": self.runner,
+            "job_id": self.job_id,
             "ended_at": self.ended_at,
             "exit_code": self.exit_code,
             "exit_signal": self.exit_signal,
@@ -200,6 +216,9 @@ class RunRecord:
                     if data.get("process") is not None
                     else None
                 ),
+                # Records written before runners existed have neither.
+                runner=_runner(data.get("runner", "local")),
+                job_id=_job_id(_optional(data, "job_id", str)),
                 ended_at=_optional(data, "ended_at", (int, float)),
                 exit_code=_optional(data, "exit_code", int),
                 exit_signal=_optional(data, "exit_signal", int),
@@ -213,6 +232,22 @@ class RunRecord:
         if not 0 <= record.percent <= 100:
             raise CorruptRecord("bad run record: percent out of range")
         return record
+
+
+RUNNERS = ("local", "slurm")
+
+
+def _runner(value: Any) -> str:
+    if value not in RUNNERS:
+        raise ValueError(f"unknown runner {value!r}")
+    return str(value)
+
+
+def _job_id(value: str | None) -> str | None:
+    # It becomes an argument of scancel: digits only, never an option.
+    if value is not None and not (value.isascii() and value.isdigit() and len(value) <= 18):
+        raise ValueError("job_id must be a Slurm job number")
+    return value
 
 
 def _typed(data: dict[str, Any], key: str, kind: Any) -> Any:

@@ -27,6 +27,8 @@ class RecoveryPlan:
     finished: list[RunRecord] = field(default_factory=list)
     queued: list[RunRecord] = field(default_factory=list)
     adopt: list[RunRecord] = field(default_factory=list)
+    #: Running on a Slurm cluster: the cluster is asked what became of them.
+    cluster: list[RunRecord] = field(default_factory=list)
     interrupted: list[RunRecord] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     next_seq: int = 0
@@ -42,6 +44,8 @@ def plan_recovery(
 
     - final runs stay as they are;
     - queued runs go back in the queue, in their original order;
+    - a running run on a Slurm cluster is taken back, and the cluster asked
+      (by job id, or by job name if the id was never recorded);
     - a running run whose very process still lives is adopted;
     - a running run whose process is gone (or was never recorded: the
       server stopped between writing "running" and starting the child) is
@@ -58,6 +62,8 @@ def plan_recovery(
             plan.finished.append(record)
         elif record.state is RunState.QUEUED:
             plan.queued.append(record)
+        elif record.runner == "slurm":
+            plan.cluster.append(record)
         elif record.process is not None and is_alive(record.process):
             plan.adopt.append(record)
         else:

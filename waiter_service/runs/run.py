@@ -35,7 +35,9 @@ class Run:
         self.folder = folder
         self.child: ChildHandle | None = None
         self.adopted = False
-        self.delivered: tuple[int, int | None] | None = None
+        #: What the last page sent showed: (record version, queue position,
+        #: cluster queue state); a poll answers UNCHANGED while it is the same.
+        self.delivered: tuple[object, ...] | None = None
         self.stopped_by: str | None = None
         #: A start that failed after its child was spawned: the run was
         #: given up (folder removed); its child's end must touch nothing.
