@@ -1,3 +1,3 @@
 """waiter_service: long-running programs as CloudFlow asynchronous SOAP services."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
