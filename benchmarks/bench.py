@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import shutil
@@ -39,8 +38,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import REPO, Process, envelope, percentile, twistd  # noqa: E402
-from waiter_service.runs.record import RunRecord  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    REPO,
+    Process,
+    envelope,
+    percentile,
+    twistd,
+    write_finished_runs,
+)
 
 BASELINE = """
 import sys
@@ -272,22 +277,6 @@ async def many_runs(
         "cpu": cpu,
         "rss_running": rss_running,
     }
-
-
-def write_finished_runs(workdir: Path, count: int) -> None:
-    """``count`` finished runs on disk, as a server leaves them."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    now = time.time()
-    for i in range(count):
-        record = RunRecord(f"done_{i:05}", "Waiter", {"secondsToWait": 1}, now - 60)
-        record.launching(now - 60)
-        record.started(100000 + i)
-        record.complete({"result": "V2FpdGVkIDEuMCBvZiAxIHNlY29uZHMuCg=="}, now - 59)
-        folder = workdir / record.service_id
-        folder.mkdir()
-        (folder / "run.json").write_text(json.dumps(record.to_dict()))
-        (folder / "result").write_text("Waited 1.0 of 1 seconds.\n")
-        (folder / "status").write_text("100\n")
 
 
 def startup(folder: Path, count: int) -> tuple[float, int]:

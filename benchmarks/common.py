@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -10,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 from xml.sax.saxutils import escape
+
+from waiter_service.runs.record import RunRecord
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -107,3 +110,22 @@ def twistd(folder: Path, *options: str) -> Process:
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
+
+
+# -- run folders ---------------------------------------------------------------
+
+
+def write_finished_runs(workdir: Path, count: int) -> None:
+    """``count`` finished runs on disk, as a server leaves them."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for i in range(count):
+        record = RunRecord(f"done_{i:05}", "Waiter", {"secondsToWait": 1}, now - 60)
+        record.launching(now - 60)
+        record.started(100000 + i)
+        record.complete({"result": "V2FpdGVkIDEuMCBvZiAxIHNlY29uZHMuCg=="}, now - 59)
+        folder = workdir / record.service_id
+        folder.mkdir()
+        (folder / "run.json").write_text(json.dumps(record.to_dict()))
+        (folder / "result").write_text("Waited 1.0 of 1 seconds.\n")
+        (folder / "status").write_text("100\n")

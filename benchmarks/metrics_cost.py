@@ -16,7 +16,6 @@ busy for that long per scrape.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -26,31 +25,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import write_finished_runs  # noqa: E402
 from waiter_service import __version__  # noqa: E402
 from waiter_service.ops.health import FolderProbe, HealthResource  # noqa: E402
 from waiter_service.ops.metrics import Metrics, MetricsResource  # noqa: E402
 from waiter_service.programs.waiter import Waiter  # noqa: E402
 from waiter_service.runs.manager import Limits, RunManager  # noqa: E402
-from waiter_service.runs.record import RunRecord  # noqa: E402
 from waiter_service.runs.store import RunStore  # noqa: E402
 from waiter_service.soap.operations import OUTCOMES  # noqa: E402
 from waiter_service.soap.site import build_site  # noqa: E402
 from waiter_service.testing import FakeProcessReactor, SignalRecorder, http_request  # noqa: E402
 
 OPERATIONS = ("startWaiter", "getServiceStatus", "abortService", "notifyService")
-
-
-def write_finished(workdir: Path, count: int) -> None:
-    workdir.mkdir(parents=True, exist_ok=True)
-    now = time.time()
-    for i in range(count):
-        record = RunRecord(f"done_{i:05}", "Waiter", {"secondsToWait": 1}, now - 60)
-        record.launching(now - 60)
-        record.started(100000 + i)
-        record.complete({"result": "V2FpdGVkIDEuMCBvZiAxIHNlY29uZHMuCg=="}, now - 59)
-        folder = workdir / record.service_id
-        folder.mkdir()
-        (folder / "run.json").write_text(json.dumps(record.to_dict()))
 
 
 def best_ms(action: Callable[[], object], rounds: int = 5, per_round: int = 50) -> float:
@@ -71,7 +57,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp) / "work"
-        write_finished(workdir, args.runs)
+        write_finished_runs(workdir, args.runs)
         reactor = FakeProcessReactor()
         metrics = Metrics(OPERATIONS, OUTCOMES, __version__)
         manager = RunManager(

@@ -128,8 +128,8 @@ _HEAD = (
 
 
 def format_duration(seconds: float) -> str:
-    """``75`` -> ``1 min 15 s``; ``3720`` -> ``1 h 2 min``."""
-    total = int(seconds)
+    """``75`` -> ``1 min 15 s``; ``3720`` -> ``1 h 2 min``; never negative."""
+    total = max(0, int(seconds))
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:

@@ -10,6 +10,7 @@ carriage return would no longer rewrite it).
 
 from __future__ import annotations
 
+from ..status_page import format_duration
 from .status import Snapshot
 
 #: Eighths of a cell, for a smooth bar on terminals that show Unicode.
@@ -18,15 +19,8 @@ _MIN_BAR, _MAX_BAR = 10, 50
 
 
 def format_elapsed(seconds: float) -> str:
-    """``75.2`` -> ``1 min 15 s``; ``3720`` -> ``1 h 2 min``."""
-    total = max(0, int(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes} min"
-    if minutes:
-        return f"{minutes} min {secs} s"
-    return f"{secs} s"
+    """``75.2`` -> ``1 min 15 s``; ``3720`` -> ``1 h 2 min``: as the status page says it."""
+    return format_duration(seconds)
 
 
 def render_bar(percent: float, cells: int, unicode: bool = True) -> str:
