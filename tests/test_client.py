@@ -11,11 +11,16 @@ import base64
 import io
 import json
 import re
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
+import requests.adapters
+import requests.structures
 import zeep.exceptions
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.server import Site
 
 from waiter_service.client.bar import describe, format_elapsed, progress_line, render_bar
 from waiter_service.client.display import JsonLines, LiveBar, PlainLines
@@ -35,16 +40,23 @@ from waiter_service.client.soap import (
     Answer,
     ClientError,
     SoapFault,
+    WaiterClient,
     fault_code,
+    same_origin,
     translate,
     where,
     wsdl_url,
 )
 from waiter_service.client.status import Snapshot, from_page, interpret
 from waiter_service.client.text import lines, one_line
+from waiter_service.programs.waiter import Waiter
+from waiter_service.runs.manager import RunManager
 from waiter_service.runs.record import RunRecord
 from waiter_service.runs.state import RunState
+from waiter_service.runs.store import RunStore
+from waiter_service.soap.site import build_site
 from waiter_service.status_page import ClusterQueue, encode_page, render_status_page
+from waiter_service.testing import FakeProcessReactor, SignalRecorder, http_request
 from waiter_service.validation import check_service_id
 
 ESC = "\x1b"
@@ -120,6 +132,22 @@ class PageTests(SynchronousTestCase):
         self.assertEqual(describe(from_page(page)), "queued on the cluster (PENDING, Resources)")
         self.assertIsNone(parse_page(server_page(RunState.RUNNING, percent=5)).cluster)
 
+    def test_hostile_cluster_state_is_printable(self) -> None:
+        """Slurm's state and reason from a page lose the controls the parser decoded."""
+        hostile = "&#27;]52;c;b3duZWQ=&#7;&#27;[2J&#x9b;31m&#x202e;\r\n" * 10
+        page = parse_page(
+            hand_page(
+                f'<main class="cluster"><dl><dt>Slurm state</dt><dd>PENDING{hostile}</dd>'
+                f"<dt>Slurm reason</dt><dd>{hostile}Resources</dd></dl></main>"
+            )
+        )
+        assert page.cluster is not None
+        self.assertNotRegex(page.cluster, "[\x00-\x1f\x7f-\x9f\u202e]")
+        self.assertTrue(page.cluster.startswith("PENDING]52;c;b3duZWQ=[2J"), page.cluster)
+        self.assertLessEqual(len(page.cluster), 120)
+        only_controls = '<main class="cluster"><dl><dt>Slurm state</dt><dd>&#27;</dd></dl></main>'
+        self.assertEqual(parse_page(hand_page(only_controls)).cluster, "waiting")
+
     def test_queued_page_of_the_service(self) -> None:
         """The service's queued page gives the queue position."""
         page = parse_page(server_page(RunState.QUEUED, position=7))
@@ -167,6 +195,20 @@ class PageTests(SynchronousTestCase):
         }
         for body, percent in cases.items():
             self.assertEqual(parse_page(hand_page(body)).percent, percent, body)
+
+    def test_percent_has_no_float_noise(self) -> None:
+        """Percents are rounded to 2 decimals: --json shows 28, not 28.000000000000004."""
+        cases = {
+            '<progress value="0.28"></progress>': (28.0, 28),
+            '<progress value="1" max="3"></progress>': (33.33, 33.33),
+            '<progress value="0.07"></progress>': (7.0, 7),
+            '<div role="progressbar" aria-valuenow="0.1" aria-valuemax="0.3"></div>': (
+                33.33, 33.33),
+        }  # fmt: skip
+        for body, (percent, shown) in cases.items():
+            page = parse_page(hand_page(body))
+            self.assertEqual(page.percent, percent, body)
+            self.assertEqual(json.dumps(snapshot_json(from_page(page))["percent"]), str(shown))
 
     def test_state_is_the_first_known_class(self) -> None:
         """Other classes on <body> are ignored; a page without a state is refused."""
@@ -364,6 +406,18 @@ class ReportTests(SynchronousTestCase):
         )
         text = "\n".join(human_report(f"id{ESC}[2J", snap))
         self.assertNotRegex(text, "[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]")
+        # A run waiting in a cluster's queue: Slurm's words are the state line.
+        queued = Snapshot(state="running", cluster=f"PENDING{ESCAPES}")
+        shown = [
+            *human_report("r1", queued),
+            describe(queued),
+            progress_line(queued, 5, 200),
+            progress_line(queued, 5, 200, unicode=False),
+        ]
+        for line in shown:
+            self.assertNotRegex(line, "[\x00-\x1f\x7f-\x9f\u202e]")
+        self.assertEqual(progress_line(queued, 5, 200), f"{describe(queued)}  5 s")
+        self.assertIn("PENDING]0;owned", describe(queued))
 
     def test_completed_result_lines(self) -> None:
         """A result of several lines is shown under its heading."""
@@ -532,6 +586,94 @@ class SoapHelperTests(SynchronousTestCase):
         assert isinstance(found, SoapFault)
         self.assertEqual((found.code, found.fault_message), ("Client.X", "no run[2J here"))
         self.assertEqual(found.message, "SOAP fault Client.X: no run[2J here")
+
+
+class SiteAdapter(requests.adapters.BaseAdapter):
+    """
+    requests' HTTP, answered by a waiter site in memory that sees ``Host:
+    host`` whatever the client asked for (as behind a proxy that rewrites
+    it, or a hostile server): its WSDL names ``host`` in ``soap:address``.
+    """
+
+    def __init__(self, site: Site, host: bytes) -> None:
+        super().__init__()
+        self.site = site
+        self.host = host
+        self.sent: list[tuple[str, str]] = []
+        self.bodies: list[bytes] = []
+
+    def send(self, request: Any, *args: Any, **kwargs: Any) -> requests.Response:
+        self.sent.append((request.method, request.url))
+        parts = urlsplit(request.url)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        body = request.body or b""
+        headers = {b"Host": self.host}
+        for name in ("Content-Type", "SOAPAction"):
+            if name in request.headers:
+                headers[name.encode()] = request.headers[name].encode()
+        reply = http_request(
+            self.site,
+            request.method.encode(),
+            target.encode(),
+            body.encode() if isinstance(body, str) else body,
+            headers,
+        )
+        self.bodies.append(reply.body)
+        response = requests.Response()
+        response.status_code = reply.code
+        response.headers = requests.structures.CaseInsensitiveDict(reply.headers)
+        response.raw = io.BytesIO(reply.body)
+        response.url = request.url
+        response.request = request
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+class SoapAddressTests(SynchronousTestCase):
+    def site(self) -> Site:
+        """The waiter's real SOAP site, on a fake reactor."""
+        reactor = FakeProcessReactor()
+        manager = RunManager(
+            reactor,
+            RunStore(Path(self.mktemp())),
+            Waiter(max_seconds=60),
+            launcher=["/usr/bin/env"],
+            signal_group=SignalRecorder(),
+        )
+        manager.start_service()
+        return build_site(Waiter(), manager, ["cloud"], reactor=reactor)
+
+    def test_calls_go_to_the_wsdl_host(self) -> None:
+        """A WSDL whose soap:address names another host: the calls (and token) stay on --wsdl's."""
+        adapter = SiteAdapter(self.site(), b"evil.test:666")
+        session = requests.Session()
+        session.mount("http://", adapter)
+        client = WaiterClient("http://portal.test:8080/cloud/Waiter", 5, session=session)
+        self.assertIn(b'location="http://evil.test:666/cloud/Waiter"', adapter.bodies[0])
+        with self.assertRaises(SoapFault) as raised:
+            client.abort("nope", "secret-token")
+        self.assertEqual(raised.exception.code, "Client.UnknownServiceID")
+        self.assertEqual(
+            adapter.sent,
+            [
+                ("GET", "http://portal.test:8080/cloud/Waiter?wsdl"),
+                ("POST", "http://portal.test:8080/cloud/Waiter"),
+            ],
+        )
+
+    def test_same_origin(self) -> None:
+        """The address keeps its path and query, and takes --wsdl's scheme, host and port."""
+        cases = [
+            ("http://evil.test/cloud/Waiter", "https://h:8443/x/Waiter?wsdl",
+             "https://h:8443/cloud/Waiter"),
+            ("http://evil.test:1/W?a=b#f", "http://u:pw@h/W?wsdl", "http://u:pw@h/W?a=b"),
+            ("http://there/Waiter", "/tmp/waiter.wsdl", "http://there/Waiter"),
+            ("http://there/Waiter", "file:///tmp/waiter.wsdl", "http://there/Waiter"),
+        ]  # fmt: skip
+        for address, wsdl, expected in cases:
+            self.assertEqual(same_origin(address, wsdl), expected, (address, wsdl))
 
 
 class FakeClient:
@@ -773,6 +915,48 @@ class MainTests(SynchronousTestCase):
         self.assertEqual(code, 130)
         self.assertIn("waiter-client abort s1", err)
 
+    def test_ctrl_c_before_the_start_was_answered(self) -> None:
+        """Ctrl-C before startWaiter answered, and the server knows no such run: exit 130."""
+        unknown = SoapFault("Client.UnknownServiceID", "no run has this serviceID")
+        for json_flag in ([], ["--json"]):
+            client = FakeClient(KeyboardInterrupt, aborted=unknown)
+            code, out, err, _ = self.cli("run", "--service-id", "s1", *json_flag, client=client)
+            self.assertEqual(code, 130)
+            self.assertEqual([c[0] for c in client.calls], ["start", "abort"])
+            self.assertEqual(
+                err.splitlines(),
+                [
+                    "waiter-client: Ctrl-C: aborting run s1",
+                    "waiter-client: interrupted before the run started",
+                ],
+            )
+            self.assertNotIn("state", out)
+
+    def test_ctrl_c_before_the_start_was_answered_but_the_run_exists(self) -> None:
+        """The start reached the server after all: the abort works, the run shows aborted."""
+        client = FakeClient(KeyboardInterrupt, ABORTED)
+        code, out, _, _ = self.cli("run", "--service-id", "s1", client=client)
+        self.assertEqual(code, 4)
+        self.assertEqual([c[0] for c in client.calls], ["start", "abort", "status"])
+        self.assertIn("state    aborted\n", out)
+
+    def test_ctrl_c_after_the_start_then_unknown_is_an_error(self) -> None:
+        """Once the start was answered, an abort that finds no run is an error (exit 1)."""
+        unknown = SoapFault("Client.UnknownServiceID", "no run has this serviceID")
+        client = FakeClient(RUNNING, KeyboardInterrupt, aborted=unknown)
+        code, _, err, _ = self.cli("run", "--service-id", "s1", client=client)
+        self.assertEqual(code, 1)
+        self.assertNotIn("before the run started", err)
+        self.assertIn("SOAP fault Client.UnknownServiceID", err)
+
+    def test_ctrl_c_before_the_start_other_fault_is_an_error(self) -> None:
+        """Before the start's answer, any other failure of the abort is still an error."""
+        denied = SoapFault("Client.AuthenticationFailed", "bad token")
+        client = FakeClient(KeyboardInterrupt, aborted=denied)
+        code, _, err, _ = self.cli("run", "--service-id", "s1", client=client)
+        self.assertEqual(code, 1)
+        self.assertIn("SOAP fault Client.AuthenticationFailed: bad token", err)
+
     def test_error_while_following(self) -> None:
         """A lost connection during run: exit 1, saying the run may still go on."""
         lost = ClientError("connection", "cannot connect to http://h: connection refused")
@@ -828,5 +1012,6 @@ class CommandLineTests(SynchronousTestCase):
         self.assertEqual(code, 0)
         text = stdout.getvalue()
         self.assertIn("Ctrl-C aborts the run", re.sub(r"\s+", " ", text))
-        for code_line in ("0 ", "1 ", "2 ", "3 ", "4 ", "5 "):
+        for code_line in ("0 ", "1 ", "2 ", "3 ", "4 ", "5 ", "130 "):
             self.assertRegex(text, rf"\n  {code_line}")
+        self.assertIn("Ctrl-C before the run started", re.sub(r"\s+", " ", text))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ..status_page import format_duration
 from .status import Snapshot
+from .text import one_line
 
 #: Eighths of a cell, for a smooth bar on terminals that show Unicode.
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
@@ -40,7 +41,9 @@ def describe(snapshot: Snapshot) -> str:
     if snapshot.state is None:
         return "queued or running, unchanged since the previous poll"
     if snapshot.state == "running" and snapshot.cluster is not None:
-        return f"queued on the cluster ({snapshot.cluster})"
+        # page_cluster cleans it already; cleaned again because this text goes
+        # straight to a terminal and a Snapshot may be built by anyone.
+        return f"queued on the cluster ({one_line(snapshot.cluster, 120)})"
     if snapshot.state == "running" and snapshot.percent is not None:
         return f"running, {int(snapshot.percent)} %"
     if snapshot.state == "queued" and snapshot.position is not None:

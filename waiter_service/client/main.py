@@ -35,6 +35,9 @@ from .text import one_line
 #: page again (see :meth:`Commands.poll`).
 REFRESH_AFTER = 20.0
 
+#: The fault code of a call about a serviceID the server has no run for.
+UNKNOWN_SERVICE_ID = "Client.UnknownServiceID"
+
 
 class Client(Protocol):
     """The calls the commands need (:class:`.soap.WaiterClient`)."""
@@ -246,7 +249,7 @@ class Commands:
             finally:
                 display.close()
         except KeyboardInterrupt:
-            return self.abort_interrupted(service_id, follower.last, display.elapsed)
+            return self.abort_interrupted(service_id, follower.last, display.elapsed, started)
         except ClientError as error:
             if started:
                 self.console.note(f"the run may still go on: {PROG} status {one_line(service_id)}")
@@ -254,12 +257,29 @@ class Commands:
         return self.show("run", service_id, final, display.elapsed())
 
     def abort_interrupted(
-        self, service_id: str, last: Snapshot | None, elapsed: Callable[[], float]
+        self,
+        service_id: str,
+        last: Snapshot | None,
+        elapsed: Callable[[], float],
+        started: bool = True,
     ) -> ExitCode:
-        """Ctrl-C during ``run``: abort the run, then show how it ended."""
+        """
+        Ctrl-C during ``run``: abort the run, then show how it ended.
+
+        Before startWaiter answered (``started`` false) the server may never
+        have seen the start: an abort that finds no such run then means
+        there is nothing to stop, which is not an error (exit 130).
+        """
         self.console.note(f"Ctrl-C: aborting run {one_line(service_id)}")
         try:
-            if not self.client.abort(service_id, self.args.token):
+            try:
+                ended = not self.client.abort(service_id, self.args.token)
+            except SoapFault as error:
+                if started or error.code != UNKNOWN_SERVICE_ID:
+                    raise
+                self.console.note("interrupted before the run started")
+                return ExitCode.INTERRUPTED
+            if ended:
                 self.console.note("the run had already ended")
             final = self.poll(service_id, last)
         except KeyboardInterrupt:

@@ -27,7 +27,9 @@ class ExitCode(IntEnum):
     ABORTED = 4
     #: ``status`` only: the run is still queued or running.
     NOT_FINISHED = 5
-    #: A second Ctrl-C while ``run`` was aborting: the run may still go on.
+    #: A second Ctrl-C while ``run`` was aborting (the run may still go
+    #: on), or Ctrl-C before the server answered ``run``'s start and knew
+    #: no run to abort; Ctrl-C during any other command.
     INTERRUPTED = 130
 
 
@@ -40,7 +42,8 @@ exit codes:
   3    the run failed
   4    the run was aborted
   5    status: the run is still queued or running
-  130  Ctrl-C twice: run stopped following before the abort was confirmed"""
+  130  Ctrl-C twice: run stopped following before the abort was confirmed;
+       or Ctrl-C before the run started (the server knew no run to abort)"""
 
 
 def exit_code(snapshot: Snapshot, command: str) -> ExitCode:

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import lxml.html
 from lxml import etree
 
+from .text import one_line
+
 #: States a page may show, as the class of its ``<body>``.
 STATES = ("queued", "running", "completed", "failed", "aborted")
 
@@ -50,7 +52,7 @@ class PageError(ValueError):
 
 @dataclass(frozen=True)
 class Page:
-    """The facts of one status page (texts plain, not yet made printable)."""
+    """The facts of one status page (texts plain, not yet made printable, but ``cluster``)."""
 
     state: str
     percent: float | None = None
@@ -59,7 +61,7 @@ class Page:
     ended: str | None = None
     output: tuple[str, ...] = ()
     #: The job's state in a cluster's queue (``PENDING, Resources``) while
-    #: the run waits there (a ``<main class="cluster">`` page).
+    #: the run waits there (a ``<main class="cluster">`` page); printable.
     cluster: str | None = None
 
 
@@ -97,12 +99,14 @@ def parse_page(html: str) -> Page:
 
 
 def page_cluster(body: lxml.html.HtmlElement) -> str | None:
-    """``PENDING, Resources`` for a run queued on a cluster, else None."""
+    """``PENDING, Resources`` for a run queued on a cluster, else None (printable text)."""
     main = body.find("main")
     if main is None or "cluster" not in main.get("class", "").split():
         return None
-    words = [definition(body, "Slurm state"), definition(body, "Slurm reason")]
-    return ", ".join(w for w in words if w) or "waiting"
+    # Unlike the other texts, this one goes into the state line itself (a
+    # live bar, a plain line, JSON): made printable here, once for all.
+    words = [one_line(definition(body, term) or "", 60) for term in ("Slurm state", "Slurm reason")]
+    return one_line(", ".join(w for w in words if w), 120) or "waiting"
 
 
 def page_state(classes: str) -> str:
@@ -124,7 +128,9 @@ def _number(text: str | None) -> float | None:
 def _percent(value: float | None, low: float, high: float | None) -> float | None:
     if value is None or high is None or high <= low:
         return None
-    return min(100.0, max(0.0, (value - low) / (high - low) * 100.0))
+    # Rounded: 0.28 of 1 is 28.000000000000004 in binary floating point,
+    # which --json would print as it is.
+    return round(min(100.0, max(0.0, (value - low) / (high - low) * 100.0)), 2)
 
 
 def page_percent(body: lxml.html.HtmlElement) -> float | None:

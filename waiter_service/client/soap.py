@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 import zeep
@@ -74,6 +74,34 @@ def where(url: str) -> str:
     return one_line(f"{parts.scheme}://{parts.hostname}{port}", 200)
 
 
+def same_origin(address: str, wsdl: str) -> str:
+    """
+    The WSDL's ``soap:address`` moved to the scheme, host and port of the
+    ``wsdl`` URL the person gave (its path and query kept).
+
+    The server writes that address from the Host header of the WSDL request,
+    so a hostile server or a rewriting proxy could name any host, and every
+    call (with the token) would go there.  A local WSDL file names no host:
+    its address is used as it is.
+    """
+    base = urlsplit(wsdl)
+    if base.scheme not in ("http", "https") or not base.netloc:
+        return address
+    target = urlsplit(address)
+    return urlunsplit((base.scheme, base.netloc, target.path, target.query, ""))
+
+
+def bind(client: zeep.Client, wsdl: str) -> Any:
+    """The WSDL's first port (zeep's default service), its calls sent to ``wsdl``'s host."""
+    for service in client.wsdl.services.values():
+        for port in service.ports.values():
+            address = port.binding_options.get("address")
+            if not isinstance(address, str) or not address:
+                continue
+            return client.create_service(port.binding.name.text, same_origin(address, wsdl))
+    raise ClientError("wsdl", "the WSDL names no SOAP service address")
+
+
 def fault_code(code: object) -> str:
     """``soap11env:Client.UnknownServiceID`` -> ``Client.UnknownServiceID``."""
     text = one_line(str(code or "Server"), 200)
@@ -115,15 +143,20 @@ def translate(error: BaseException, url: str, timeout: float) -> ClientError:
 class WaiterClient:
     """The waiter's four operations, through zeep."""
 
-    def __init__(self, url: str, timeout: float) -> None:
+    def __init__(self, url: str, timeout: float, session: requests.Session | None = None) -> None:
+        """Read the WSDL at ``url``; ``session`` is for tests (HTTP without a network)."""
         self.url = wsdl_url(url)
         self.timeout = timeout
         settings = zeep.Settings(
             strict=True, forbid_dtd=True, forbid_entities=True, forbid_external=True
         )
-        transport = Transport(timeout=timeout, operation_timeout=timeout)
+        transport = Transport(timeout=timeout, operation_timeout=timeout, session=session)
         try:
-            self._service = zeep.Client(self.url, transport=transport, settings=settings).service
+            self._service = bind(
+                zeep.Client(self.url, transport=transport, settings=settings), self.url
+            )
+        except ClientError:
+            raise
         except Exception as error:
             raise self._wsdl_error(error) from None
 
