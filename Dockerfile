@@ -23,11 +23,12 @@ USER waiter
 WORKDIR /var/lib/waiter
 EXPOSE 8080
 
-# <context-root>/health without curl (and never through a proxy): the open
-# raises (exit 1) on no answer within 3 s or on any code but 200 (503: the
-# work folder cannot be written).
+# <context-root>/health without curl (and never through a proxy), the context
+# root read as the server reads it: exit 1 on no answer within 3 s, on any
+# code but 200 (503: the work folder cannot be written) or a status but "ok".
+# A CMD that listens elsewhere: set WAITER_HEALTH_PORT or WAITER_HEALTH_URL.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request as u; p = [s for s in os.environ.get('CONTEXT_ROOT', '').split('/') if s]; u.build_opener(u.ProxyHandler({})).open('http://127.0.0.1:8080/' + '/'.join(p + ['health']), timeout=3)"]
+    CMD ["python", "-m", "waiter_service.ops.healthcheck"]
 
 ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["twistd", "-n", "--pidfile=", "waiter", "--listen", "tcp:8080"]

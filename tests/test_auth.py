@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from waiter_service.auth.checker import (
@@ -207,6 +208,24 @@ class CheckerTests(SynchronousTestCase):
         self.assertNoResult(d)
         self.clock.advance(0.2)
         self.failureResultOf(d, AuthUnavailable)
+
+    def test_manager_errors_never_log_the_token(self) -> None:
+        """A manager's error text may quote the token: the log gets it cut, without it."""
+        token = "s3cret-token-" + "x" * 20
+
+        async def quoting(operation: str, value: str) -> str | None:
+            raise RemoteFault(f"session {value} is\nnot valid here " + "blah " * 200)
+
+        self.manager.call = quoting  # type: ignore[method-assign]
+        self.other.broken = True
+        with capturedLogs() as events:
+            self.failureResultOf(self.checker.identify(token), AuthUnavailable)
+        logged = [e for e in events if "cannot validate" in e.get("log_format", "")]
+        self.assertTrue(logged)
+        for event in logged:
+            self.assertNotIn("s3cret", event["error"])
+            self.assertNotIn("\n", event["error"])
+            self.assertLessEqual(len(event["error"]), 240)
 
     def test_tokens_are_not_kept(self) -> None:
         """The cache keeps digests, not tokens."""

@@ -6,11 +6,15 @@ then a real twistd going from 200 to 503, and the Dockerfile's HEALTHCHECK.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import subprocess
 import sys
+import urllib.error
+from contextlib import redirect_stdout
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,8 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from waiter_service.ops.health import FolderProbe, FolderState, probe_folder
+from waiter_service.ops.healthcheck import health_url, main
+from waiter_service.soap.site import parse_context_root
 
 from .e2e_server import CONTEXT_ROOT, REPO, Server, wait_for
 from .test_metrics import OpsTestCase
@@ -143,6 +149,127 @@ class HealthResourceTests(OpsTestCase):
         self.assertEqual(http_request(self.site, b"GET", b"/health").code, 404)
 
 
+class FakeResponse(io.BytesIO):
+    """A urllib response: its status and body."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        super().__init__(body)
+        self.status = status
+
+
+class FakeOpener:
+    """A urllib opener's ``open``: records its calls, answers or raises what it was given."""
+
+    def __init__(self, answer: FakeResponse | Exception) -> None:
+        self.answer = answer
+        self.calls: list[tuple[str, float]] = []
+
+    def __call__(self, url: str, timeout: float) -> FakeResponse:
+        self.calls.append((url, timeout))
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+def http_error(code: int, body: bytes) -> urllib.error.HTTPError:
+    return urllib.error.HTTPError("http://x/", code, "error", Message(), io.BytesIO(body))
+
+
+class HealthcheckTests(SynchronousTestCase):
+    """The Dockerfile's HEALTHCHECK (waiter_service.ops.healthcheck) with a fake opener."""
+
+    def test_url_default(self) -> None:
+        """No settings: port 8080, no context root."""
+        self.assertEqual(health_url({}), "http://127.0.0.1:8080/health")
+
+    def test_url_context_root_as_the_server_reads_it(self) -> None:
+        """CONTEXT_ROOT's spaces and extra slashes go, as parse_context_root drops them."""
+        for root in ["/cloud/vm1", " /cloud/vm1/ ", "cloud//vm1", "\t/cloud/vm1\n"]:
+            self.assertEqual(
+                parse_context_root(root), ["cloud", "vm1"], f"the server's reading of {root!r}"
+            )
+            self.assertEqual(
+                health_url({"CONTEXT_ROOT": root}), "http://127.0.0.1:8080/cloud/vm1/health"
+            )
+        self.assertEqual(health_url({"CONTEXT_ROOT": " / "}), "http://127.0.0.1:8080/health")
+
+    def test_url_port(self) -> None:
+        """WAITER_HEALTH_PORT replaces 8080; an empty one does not."""
+        environ = {"CONTEXT_ROOT": "/a", "WAITER_HEALTH_PORT": " 9443 "}
+        self.assertEqual(health_url(environ), "http://127.0.0.1:9443/a/health")
+        self.assertEqual(health_url({"WAITER_HEALTH_PORT": ""}), "http://127.0.0.1:8080/health")
+
+    def test_url_given(self) -> None:
+        """WAITER_HEALTH_URL wins over the port and the context root."""
+        environ = {
+            "WAITER_HEALTH_URL": " https://10.0.0.5:8443/x/health ",
+            "WAITER_HEALTH_PORT": "9",
+            "CONTEXT_ROOT": "/a",
+        }
+        self.assertEqual(health_url(environ), "https://10.0.0.5:8443/x/health")
+
+    def test_url_refused(self) -> None:
+        """A port that is not a TCP port, or a context root the server refuses: ValueError."""
+        for environ in [
+            {"WAITER_HEALTH_PORT": "80a"},
+            {"WAITER_HEALTH_PORT": "0"},
+            {"WAITER_HEALTH_PORT": "65536"},
+            {"WAITER_HEALTH_PORT": "-1"},
+            {"WAITER_HEALTH_PORT": "\u0663"},
+            {"CONTEXT_ROOT": "/a/../b"},
+            {"CONTEXT_ROOT": "/a?b"},
+        ]:
+            self.assertRaises(ValueError, health_url, environ)
+
+    def test_healthy(self) -> None:
+        """200 with status ok: exit 0, nothing printed, asked once with a 3 s timeout."""
+        opener = FakeOpener(FakeResponse(200, b'{"status": "ok", "version": "1"}'))
+        out = io.StringIO()
+        with redirect_stdout(out):
+            code = main({"CONTEXT_ROOT": " /c ", "WAITER_HEALTH_PORT": "81"}, opener)
+        self.assertEqual((code, out.getvalue()), (0, ""))
+        self.assertEqual(opener.calls, [("http://127.0.0.1:81/c/health", 3.0)])
+
+    def test_unhealthy(self) -> None:
+        """Anything but 200 with status ok: exit 1 and one line that says why."""
+        url = "http://127.0.0.1:8080/health"
+        for answer, line in [
+            (
+                http_error(503, b'{"status": "unavailable", "reason": "full\\nreally"}'),
+                f"unhealthy: HTTP 503 from {url}: full really",
+            ),
+            (http_error(500, b"<html>"), f"unhealthy: HTTP 500 from {url}"),
+            (FakeResponse(204, b""), f"unhealthy: HTTP 204 from {url}"),
+            (FakeResponse(200, b"<html>"), f"unhealthy: {url} did not answer a JSON object"),
+            (FakeResponse(200, b"[1]"), f"unhealthy: {url} did not answer a JSON object"),
+            (
+                FakeResponse(200, b'{"status": "starting"}'),
+                f"unhealthy: status starting from {url}",
+            ),
+            (FakeResponse(200, b"{}"), f"unhealthy: status None from {url}"),
+            (
+                urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")),
+                f"unhealthy: no answer from {url} (<urlopen error [Errno 111] Connection refused>)",
+            ),
+            (TimeoutError("timed out"), f"unhealthy: no answer from {url} (timed out)"),
+        ]:
+            out = io.StringIO()
+            with redirect_stdout(out):
+                code = main({}, FakeOpener(answer))
+            self.assertEqual((code, out.getvalue()), (1, line + "\n"))
+
+    def test_bad_settings(self) -> None:
+        """Settings that cannot give a URL: exit 1 and why, without asking anything."""
+        opener = FakeOpener(FakeResponse(200, b'{"status": "ok"}'))
+        out = io.StringIO()
+        with redirect_stdout(out):
+            code = main({"WAITER_HEALTH_PORT": "http"}, opener)
+        self.assertEqual(
+            (code, out.getvalue()), (1, "unhealthy: WAITER_HEALTH_PORT 'http' is not a TCP port\n")
+        )
+        self.assertEqual(opener.calls, [])
+
+
 def dockerfile_healthcheck() -> list[str]:
     """The HEALTHCHECK command of the Dockerfile (exec form)."""
     text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
@@ -158,23 +285,29 @@ class HealthEndToEndTests(SynchronousTestCase):
         self.addCleanup(self.server.cleanup)
         self.url = f"http://127.0.0.1:{self.server.port}{CONTEXT_ROOT}/health"
 
-    def healthcheck(self) -> int:
-        """Run the Dockerfile's HEALTHCHECK against this server; its exit code."""
+    def healthcheck(self) -> tuple[int, str]:
+        """Run the Dockerfile's HEALTHCHECK against this server; its exit code and output."""
         command = dockerfile_healthcheck()
-        self.assertEqual(command[:2], ["python", "-c"])
-        code = command[2].replace(":8080/", f":{self.server.port}/")
-        self.assertNotEqual(code, command[2])
-        env = {"PATH": os.environ.get("PATH", ""), "CONTEXT_ROOT": CONTEXT_ROOT}
+        self.assertEqual(command, ["python", "-m", "waiter_service.ops.healthcheck"])
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONPATH": str(REPO),
+            # Spaces around it, as an env file may leave them: the server strips them.
+            "CONTEXT_ROOT": f"  {CONTEXT_ROOT}/ ",
+            "WAITER_HEALTH_PORT": str(self.server.port),
+        }
         env["http_proxy"] = env["HTTP_PROXY"] = "http://127.0.0.1:9"  # never used
-        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True)
-        return done.returncode
+        done = subprocess.run(
+            [sys.executable, *command[1:]], env=env, capture_output=True, text=True, timeout=30
+        )
+        return done.returncode, done.stdout + done.stderr
 
     def test_200_then_503(self) -> None:
         """A real server is healthy, then 503 once its work folder cannot be written."""
         answer = requests.get(self.url, timeout=10)
         self.assertEqual(answer.status_code, 200)
         self.assertEqual(answer.json()["status"], "ok")
-        self.assertEqual(self.healthcheck(), 0)
+        self.assertEqual(self.healthcheck(), (0, ""))
         # As root, a read-only mode does not stop writes: the folder goes
         # away and a file takes its name, which nobody can write into.
         moved = self.server.folder / "work-moved"
@@ -194,5 +327,11 @@ class HealthEndToEndTests(SynchronousTestCase):
         self.assertEqual(document["status"], "unavailable")
         self.assertIn("ENOTDIR", document["reason"])
         self.assertNotIn(str(self.server.folder), answer.text)
-        self.assertEqual(self.healthcheck(), 1)
+        code, output = self.healthcheck()
+        self.assertEqual(code, 1)
+        self.assertRegex(
+            output,
+            r"^unhealthy: HTTP 503 from http://127\.0\.0\.1:\d+/cloud/vm1/health: "
+            r"the work folder cannot be written \(ENOTDIR: .*\)\n$",
+        )
         self.assertIn("the work folder cannot be written", self.server.log())

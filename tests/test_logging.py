@@ -85,6 +85,36 @@ class ObserverTests(SynchronousTestCase):
         self.assertEqual(len(path.read_text().splitlines()), 2)
         self.assertNotEqual(signal.getsignal(signal.SIGUSR1), signal.SIG_DFL)
 
+    def test_json_failure(self) -> None:
+        """JSON: a log.failure line keeps the exception's type, message and traceback."""
+        out = io.StringIO()
+        log = Logger(namespace="waiter.test", observer=build_observer(LogSettings("json"), out))
+
+        def lookup() -> None:
+            raise KeyError("the message")
+
+        try:
+            lookup()
+        except KeyError:
+            log.failure("lookup of {what} failed", what="a key", event="test")
+        [line] = out.getvalue().splitlines()
+        event = json.loads(line)
+        self.assertEqual(
+            event["log_text"], "lookup of a key failed: builtins.KeyError: 'the message'"
+        )
+        self.assertEqual(event["log_level"]["name"], "critical")
+        traceback = event["traceback"]
+        self.assertTrue(traceback.startswith("Traceback (most recent call last):\n"))
+        self.assertIn(", in lookup\n", traceback)
+        self.assertTrue(traceback.endswith("builtins.KeyError: 'the message'\n"))
+
+    def test_json_without_failure(self) -> None:
+        """JSON: an event without a failure gets no traceback field."""
+        out = io.StringIO()
+        emit_all(build_observer(LogSettings(format="json"), stdout=out))
+        for line in out.getvalue().splitlines():
+            self.assertNotIn("traceback", json.loads(line))
+
     def test_settings_problems(self) -> None:
         """Impossible settings are refused with a reason."""
         self.assertIsNone(LogSettings().problem())

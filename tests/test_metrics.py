@@ -14,7 +14,7 @@ import requests
 import zeep
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
-from twisted.logger import globalLogPublisher
+from twisted.logger import capturedLogs, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from waiter_service.ops.health import FolderProbe, FolderState, HealthResource
@@ -160,6 +160,36 @@ class MetricsTests(OpsTestCase):
         self.assertEqual(value(found, "waiter_runs_finished_total", state="completed"), 0)
         self.assertEqual(value(found, "waiter_runs", state="aborted"), 1)
         self.assertEqual(value(found, "waiter_children_alive"), 0)
+
+    def test_refused_calls_are_counted_and_logged(self) -> None:
+        """
+        Calls Spyne refuses before any operation runs (schema, XML, unknown
+        operation) are counted and logged too, with a bounded label set.
+        """
+        with capturedLogs() as events:
+            bad = self.call("startWaiter", serviceID="s1", sessionToken="t", secondsToWait="abc")
+            self.assertEqual(bad.code, 500)
+            http_request(self.site, b"POST", ROOT + b"/Waiter", b"<not xml", headers=SOAP_HEADERS)
+            self.call("dropDatabase\u00e9", serviceID="s1", sessionToken="t")
+        found = self.scrape()
+        calls = "waiter_soap_call_duration_seconds_count"
+        refused = {}
+        for (name, pairs), count in found.items():
+            labels = dict(pairs)
+            if name == calls and count and labels["outcome"] != "ok":
+                refused[(labels["operation"], labels["outcome"])] = count
+        self.assertEqual(
+            refused,
+            {
+                ("startWaiter", "Client.SchemaValidationError"): 1,
+                ("other", "Client.XMLSyntaxError"): 1,
+                ("other", "Client.SchemaValidationError"): 1,
+            },
+        )
+        logged = [e for e in events if e.get("event") == "soap_call"]
+        self.assertEqual(len(logged), 3)
+        self.assertEqual({e["operation"] for e in logged}, {"startWaiter", "unknown"})
+        self.assertNotIn("dropDatabase", repr(logged))
 
     def test_gauges_follow_the_runs(self) -> None:
         """Runs by state, queue length and children alive are read at scrape time."""

@@ -457,13 +457,15 @@ class HostileTextTests(PageTestCase):
 
     def test_long_texts_are_cut(self) -> None:
         """Huge texts from a run do not make a huge page."""
-        record = make_record()
-        record.record_progress(10, "m" * 100_000)
-        record.fail("r" * 100_000, START + 50, exit_code=1, output_tail=["<" * 4096] * 20)
-        record.program = "p" * 100_000
-        page = render_status_page(record, START + 50)
-        self.assertCompleteDocument(page)
-        self.assertLess(len(page.encode("utf-8")), 24_000)
+        # "&" is the costliest character once escaped (5 bytes), then "<".
+        for worst in ("&", "<", '"', "\u20ac"):
+            record = make_record()
+            record.record_progress(10, "m" * 100_000)
+            record.program = "p" * 100_000
+            record.fail("r" * 100_000, START + 50, exit_code=1, output_tail=[worst * 4096] * 20)
+            page = render_status_page(record, START + 50)
+            self.assertCompleteDocument(page)
+            self.assertLess(len(page.encode("utf-8")), 24_000, worst)
 
 
 class BudgetTests(SynchronousTestCase):

@@ -83,3 +83,22 @@ def check_message(value: str | None) -> str:
     if _CONTROL.search(value):
         raise InvalidInput("message must be one line without control characters")
     return value
+
+
+#: One segment of a context root (the deployment path behind the proxy).
+_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
+
+
+def parse_context_root(value: str) -> list[str]:
+    """
+    ``/mycompany/myvm`` -> ``["mycompany", "myvm"]``; ``""`` or ``/`` -> ``[]``.
+
+    Raises ValueError for anything but plain path segments.
+    """
+    segments = [s for s in value.strip().strip("/").split("/") if s]
+    for segment in segments:
+        if not _SEGMENT.fullmatch(segment) or segment in (".", ".."):
+            raise ValueError(
+                f"context root segment {segment!r} may only use letters, digits and . _ ~ -"
+            )
+    return segments

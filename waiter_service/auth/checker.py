@@ -134,7 +134,7 @@ class AuthManagerChecker:
         if len(waiting) == 1:
             question = Deferred.fromCoroutine(self._ask(self.clients[url], token, url))
             question.addTimeout(self.timeout, self.clock)
-            question.addBoth(self._answered, key, url)
+            question.addBoth(self._answered, key, url, token)
         return d
 
     async def _ask(self, client: Caller, token: str, url: str) -> Identity | None:
@@ -151,7 +151,7 @@ class AuthManagerChecker:
             return None
         return Identity(user or "", project, url)
 
-    def _answered(self, result: Any, key: tuple[str, str], url: str) -> None:
+    def _answered(self, result: Any, key: tuple[str, str], url: str, token: str) -> None:
         waiting = self._asking.pop(key, [])
         if isinstance(result, Failure):
             error: Any = result.value
@@ -160,7 +160,7 @@ class AuthManagerChecker:
             self.log.warn(
                 "cannot validate a session token at {url}: {error}",
                 url=url,
-                error=f"{type(error).__name__}: {error}",
+                error=_loggable_error(error, token),
             )
             for d in waiting:
                 d.errback(AuthUnavailable())
@@ -174,3 +174,14 @@ class AuthManagerChecker:
                 d.errback(InvalidToken())
             else:
                 d.callback(result)
+
+
+def _loggable_error(error: BaseException, token: str) -> str:
+    """
+    What went wrong, for the log: the type and the text, on one line, cut,
+    and without the token (a manager's fault text may quote it).
+    """
+    text = " ".join(str(error).split())
+    if token:
+        text = text.replace(token, "<token>")
+    return f"{type(error).__name__}: {text[:200]}"

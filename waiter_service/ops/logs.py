@@ -12,7 +12,9 @@ with ``-n``, syslog), in the chosen format, dropping events below the
 chosen level.
 
 JSON: one event per line (no record separator), as twisted.logger's
-``eventAsJSON`` writes it, plus ``log_text``, the event's formatted text.
+``eventAsJSON`` writes it, plus ``log_text``, the event's formatted text
+(with a failure's exception type and message), and ``traceback`` for a
+``log.failure`` event.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from twisted.logger import (
     textFileLogObserver,
 )
 from twisted.python import logfile
+from twisted.python.failure import Failure
+from twisted.python.reflect import qual
 
 FORMATS = ("text", "json")
 LEVELS = ("debug", "info", "warn", "error", "critical")
@@ -112,8 +116,22 @@ def build_observer(settings: LogSettings, stdout: IO[str] | None = None) -> ILog
 
 
 def json_line(event: LogEvent) -> str:
-    """One event as one line of JSON, with its text as ``log_text``."""
-    return eventAsJSON({**event, "log_text": formatEvent(event)}) + "\n"
+    """
+    One event as one line of JSON, with its text as ``log_text``.
+
+    ``eventAsJSON`` cannot keep a failure's exception (it writes it as
+    ``{"unpersistable": true}``), so a ``log.failure`` event also gets
+    ``traceback``, and its ``log_text`` ends with the exception's type and
+    message: what the text format shows, no more.
+    """
+    text = formatEvent(event)
+    extra: dict[str, str] = {}
+    failure = event.get("log_failure")
+    if isinstance(failure, Failure):
+        kind = qual(failure.type) if failure.type is not None else "exception"
+        text = f"{text}: {kind}: {failure.getErrorMessage()}"
+        extra["traceback"] = failure.getTraceback()
+    return eventAsJSON({**event, **extra, "log_text": text}) + "\n"
 
 
 def _log_file(settings: LogSettings, stdout: IO[str]) -> IO[str]:

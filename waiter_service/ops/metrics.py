@@ -66,8 +66,8 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=False)
         self.calls = Histogram(
             "waiter_soap_call_duration_seconds",
-            "Time to answer a SOAP call that reached an operation, by operation and outcome"
-            " (ok or the fault code).",
+            "Time to answer a SOAP call, by operation (other: Spyne refused it before"
+            " telling which) and outcome (ok or the fault code).",
             ["operation", "outcome"],
             buckets=BUCKETS,
             registry=self.registry,

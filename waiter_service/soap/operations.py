@@ -81,7 +81,9 @@ _FAULTS: list[tuple[type[Exception], str, str | None]] = [
 
 #: Every outcome of a call that reaches an operation: ``ok`` or a fault code
 #: (the fixed set a metric may use as a label).
-OUTCOMES = frozenset({"ok", "Server", *(code for _, code, _ in _FAULTS)})
+#: What Spyne answers to calls it refuses before any operation runs.
+REFUSED = ("Client.SchemaValidationError", "Client.XMLSyntaxError", "Client.ResourceNotFound")
+OUTCOMES = frozenset({"ok", "Server", *(code for _, code, _ in _FAULTS), *REFUSED})
 
 #: Told ``(operation, outcome, duration in seconds)`` of every call (metrics).
 CallObserver = Callable[[str, str, float], None]

@@ -8,11 +8,16 @@ On top of Spyne's resource (fixed by :mod:`waiter_service.spyne_compat`):
   everybody, so one request with a forged ``Host`` header would send every
   later client, session tokens and all, elsewhere);
 - an error that escapes Spyne becomes a SOAP Server fault, never Twisted's
-  HTML error page.
+  HTML error page;
+- a call that Spyne refuses before it reaches an operation (bad XML, a
+  schema error, an unknown operation) is logged and counted like any other
+  call: one ``soap_call`` event, and the call observer, with the operation
+  if it is one of ours (else ``unknown``) and Spyne's fault code.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
@@ -22,6 +27,7 @@ from twisted.web.server import Request
 
 from ..spyne_compat import TwistedWebResource, Wsdl11, base_url, soap_fault_bytes
 from .fast_status import FastStatus
+from .operations import CallObserver
 
 log = Logger()
 
@@ -43,11 +49,19 @@ class SoapResource(TwistedWebResource):  # type: ignore[misc]
     """Serves SOAP POSTs and ``?wsdl`` GETs for one Spyne application."""
 
     def __init__(
-        self, app: Any, endpoint_path: str, max_body: int, fast: FastStatus | None = None
+        self,
+        app: Any,
+        endpoint_path: str,
+        max_body: int,
+        fast: FastStatus | None = None,
+        on_call: CallObserver | None = None,
     ) -> None:
         super().__init__(app, max_content_length=max_body)
         self.endpoint_path = endpoint_path
         self.fast = fast
+        self.on_call = on_call
+        #: Spyne's "{namespace}name" of each operation -> its name.
+        self.operations = {key: key.rsplit("}", 1)[-1] for key in app.interface.service_method_map}
         self._wsdl_template: bytes | None = None
 
     def getChildWithDefault(self, path: bytes, request: Request) -> Resource:
@@ -56,6 +70,7 @@ class SoapResource(TwistedWebResource):  # type: ignore[misc]
         return self if path == b"" else NotHere()
 
     def render(self, request: Request) -> Any:
+        request.waiter_started = time.perf_counter()  # type: ignore[attr-defined]
         try:
             if wants_wsdl(request):
                 return self.render_wsdl(request)
@@ -73,6 +88,30 @@ class SoapResource(TwistedWebResource):  # type: ignore[misc]
             request.setResponseCode(500)
             request.setHeader(b"content-type", b"text/xml; charset=utf-8")
             return soap_fault_bytes("Server", "internal error")
+
+    def handle_rpc_error(self, p_ctx: Any, others: Any, error: Any, request: Request) -> Any:
+        if error is p_ctx.in_error:
+            self.rejected(p_ctx, error, request)
+        return super().handle_rpc_error(p_ctx, others, error, request)
+
+    def rejected(self, p_ctx: Any, error: Any, request: Request) -> None:
+        """A call refused before any operation ran: log it and count it."""
+        started = getattr(request, "waiter_started", None)
+        duration = time.perf_counter() - started if started is not None else 0.0
+        # The client named the operation: only ever one of ours, or "unknown".
+        operation = self.operations.get(getattr(p_ctx, "method_request_string", None), "unknown")
+        code = getattr(error, "faultcode", None)
+        outcome = code if isinstance(code, str) and len(code) <= 64 else "Server"
+        if self.on_call is not None:
+            self.on_call(operation, outcome, duration)
+        log.info(
+            "{operation}: refused, {outcome}",
+            event="soap_call",
+            operation=operation,
+            service_id=None,
+            outcome=outcome,
+            duration=duration,
+        )
 
     def render_wsdl(self, request: Request) -> bytes:
         if self._wsdl_template is None:

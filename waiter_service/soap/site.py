@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 from twisted.internet.interfaces import IReactorTime
@@ -19,26 +18,12 @@ from ..spyne_compat import (
     DoctypeFreeSoap11,
     soap_request_factory,
 )
+from ..validation import parse_context_root
 from .fast_status import FastStatus
 from .operations import NAMESPACE, CallObserver, Operations, build_service
 from .resource import NotHere, SoapResource
 
-_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
-
-
-def parse_context_root(value: str) -> list[str]:
-    """
-    ``/mycompany/myvm`` -> ``["mycompany", "myvm"]``; ``""`` or ``/`` -> ``[]``.
-
-    Raises ValueError for anything but plain path segments.
-    """
-    segments = [s for s in value.strip().strip("/").split("/") if s]
-    for segment in segments:
-        if not _SEGMENT.fullmatch(segment) or segment in (".", ".."):
-            raise ValueError(
-                f"context root segment {segment!r} may only use letters, digits and . _ ~ -"
-            )
-    return segments
+__all__ = ["build_application", "build_site", "parse_context_root"]
 
 
 def build_application(
@@ -91,7 +76,11 @@ def build_site(
     )
     fast = FastStatus(operations, NAMESPACE, program.output_names) if fast_path else None
     soap = SoapResource(
-        build_application(program, manager, checker, operations), endpoint_path, max_body, fast
+        build_application(program, manager, checker, operations),
+        endpoint_path,
+        max_body,
+        fast,
+        on_call=on_call,
     )
     node.putChild(program.name.encode("ascii"), soap)
     site = AccessLogSite(
