@@ -31,6 +31,7 @@ from waiter_service.runs.slurm import (
     NO_FOLDER,
     SCRIPT_FILE,
     STDERR_FILE,
+    STDOUT_FILE,
     CommandFailed,
     CommandResult,
     JobExit,
@@ -42,6 +43,7 @@ from waiter_service.runs.slurm import (
     parse_sbatch,
     parse_squeue,
     read_exit,
+    read_new_lines,
     read_tail,
     run_command,
     sbatch_argv,
@@ -185,6 +187,38 @@ class FolderFilesTests(SynchronousTestCase):
         self.assertEqual(read_tail(self.folder / "missing"), [])
         os.mkfifo(self.folder / "fifo")
         self.assertEqual(read_tail(self.folder / "fifo"), [])
+
+    def test_read_new_lines(self) -> None:
+        """Whole lines only, from where the last read stopped."""
+        path = self.folder / STDOUT_FILE
+        self.assertEqual(read_new_lines(path, None), ([], None))
+        path.write_text("progress 1\nprogress 2\npartial")
+        lines, offset = read_new_lines(path, None)
+        self.assertEqual(lines, ["progress 1", "progress 2"])
+        self.assertEqual(read_new_lines(path, offset), ([], offset))
+        with path.open("a") as f:
+            f.write(" line\nprogress 3\n")
+        lines, offset = read_new_lines(path, offset)
+        self.assertEqual(lines, ["partial line", "progress 3"])
+        path.write_text("new\n")  # shorter: replaced
+        self.assertEqual(read_new_lines(path, offset)[0], ["new"])
+
+    def test_read_new_lines_bounded(self) -> None:
+        """A first read starts near the end; a giant line is skipped, not kept."""
+        path = self.folder / STDOUT_FILE
+        path.write_text("".join(f"line {i}\n" for i in range(100_000)))
+        lines, offset = read_new_lines(path, None, limit=100)
+        self.assertEqual(lines[-1], "line 99999")
+        self.assertTrue(all(line.startswith("line ") for line in lines))
+        self.assertEqual(offset, path.stat().st_size)
+        path.write_text("x" * 1000 + "\nafter\n")
+        lines, offset = read_new_lines(path, 0, limit=100)
+        self.assertEqual((lines, offset), ([], 100))
+        for _ in range(20):
+            lines, offset = read_new_lines(path, offset, limit=100)
+            if lines:
+                break
+        self.assertEqual(lines[-1], "after")
 
     def run_script(self, *program: str) -> subprocess.Popen[bytes]:
         script = self.folder / SCRIPT_FILE
@@ -435,6 +469,15 @@ class ClusterManagerTests(ClusterTestCase):
         self.squeue("12|RUNNING|N/A|N/A|None|/w|waiter-run_1")
         self.assertEqual(self.manager.runs["run_1"].record.percent, 42)
         self.assertIn("42 %", page(self.manager.status("run_1")))
+
+    def test_progress_from_the_job_output(self) -> None:
+        """A program that only prints its progress is followed through the job's stdout."""
+        self.submit()
+        self.squeue("12|RUNNING|N/A|N/A|None|/w|waiter-run_1")
+        (self.folder() / STDOUT_FILE).write_text("progress 37 meshing\n")
+        self.reactor.advance(1)
+        record = self.manager.runs["run_1"].record
+        self.assertEqual((record.percent, record.message), (37, "meshing"))
 
     def test_completed_with_its_true_end(self) -> None:
         """The run ends when Slurm says so; the end time is the job script's."""

@@ -45,6 +45,7 @@ from .slurm import (
     ENDED_STATES,
     RUNNING_STATES,
     STDERR_FILE,
+    STDOUT_FILE,
     JobInfo,
     SlurmJob,
     SlurmRunner,
@@ -53,6 +54,7 @@ from .slurm import (
     cluster_env,
     outcome,
     read_exit,
+    read_new_lines,
     read_tail,
     write_job_script,
 )
@@ -474,8 +476,15 @@ class RunManager:
             if not child.check():
                 self._end_unobserved(run, self.reactor.seconds(), None)
         for run in self._cluster_runs():
-            # The program's progress, from its folder, once a second.
-            if run.child.running:  # type: ignore[union-attr]
+            # The program's progress, from its folder, once a second: the
+            # lines it printed (as from a local child's stdout), then what it
+            # left in its own files, if it leaves anything.
+            job = run.child
+            assert isinstance(job, SlurmJob)
+            if job.running:
+                lines, job.out_offset = read_new_lines(run.folder / STDOUT_FILE, job.out_offset)
+                for line in lines:
+                    run.child_line(line)
                 self._read_progress(run)
         self._poll_cluster()
 

@@ -316,6 +316,45 @@ def read_exit(folder: Path) -> JobExit | None:
     return JobExit(int(match["code"]), float(f"{match['seconds']}.{fraction}"))
 
 
+def read_new_lines(
+    path: Path, offset: int | None, limit: int = 65536
+) -> tuple[list[str], int | None]:
+    """
+    The whole lines a job has added to its output file since ``offset``
+    (None: never read; then only the end of the file is read), at most
+    ``limit`` bytes per call, and the offset to read from next time.  A
+    line longer than ``limit`` is skipped; a file that shrank is read again
+    from its start.  Nothing (and the same offset) if the file is missing.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return [], offset
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return [], offset
+        size = info.st_size
+        start = max(0, size - limit) if offset is None else offset
+        if start > size:
+            start = 0  # truncated or replaced
+        os.lseek(fd, start, os.SEEK_SET)
+        data = os.read(fd, min(limit, size - start))
+    except OSError:
+        return [], offset
+    finally:
+        os.close(fd)
+    end = data.rfind(b"\n")
+    if end < 0:
+        # No whole line yet; a line that fills the whole window is dropped.
+        return [], start + len(data) if len(data) == limit else start
+    chunk = data[: end + 1]
+    lines = chunk.decode("utf-8", "replace").splitlines()
+    if offset is None and start > 0 and lines:
+        lines = lines[1:]  # the first line was cut
+    return [line[:MAX_LINE] for line in lines], start + len(chunk)
+
+
 def read_tail(path: Path, lines: int = 20, limit: int = 8192) -> list[str]:
     """The last ``lines`` lines of a job's output file (at most ``limit``
     bytes from its end); nothing if it is missing or not a regular file."""
@@ -490,6 +529,8 @@ class SlurmJob:
     missing: int = 0
     #: For a job whose id is unknown: look for it by name until then.
     search_until: float | None = None
+    #: How far the job's stdout (``.slurm.out``) has been read.
+    out_offset: int | None = None
     #: Which poll first could have seen the job (an earlier one could not).
     seen_from_poll: int = 0
     #: Found again after a restart: look it up by name if its id is unknown.
