@@ -33,30 +33,20 @@ from ..status_page import ClusterQueue, encode_page, render_status_page
 from ..validation import InvalidInput, check_message, check_service_id
 from . import procinfo
 from .adopted import AdoptedChild
+from .cluster_runs import ClusterRuns
 from .process import ChildProtocol, SignalGroup
 from .procinfo import ProcessIdentity
-from .program import Invocation, MissingOutput, Program
-from .record import CorruptRecord, RunRecord
+from .program import MissingOutput, Program
+from .record import CorruptRecord, RunRecord, encode_outputs
 from .recovery import INTERRUPTED, UNREADABLE, plan_recovery
 from .retention import Tombstones, due_for_removal
 from .run import Run
 from .scrub import scrub_tail
 from .slurm import (
-    ENDED_STATES,
-    RUNNING_STATES,
-    STDERR_FILE,
     STDOUT_FILE,
-    JobInfo,
     SlurmJob,
     SlurmRunner,
-    SlurmSettings,
-    SubmissionUnknown,
-    cluster_env,
-    outcome,
-    read_exit,
     read_new_lines,
-    read_tail,
-    write_job_script,
 )
 from .state import RunState
 from .store import RunExists, RunStore
@@ -199,6 +189,8 @@ class RunManager:
         #: Where new runs go: a Slurm cluster when given, else local children.
         self.cluster = cluster
         self.on_cluster = cluster is not None
+        #: Submits, follows and ends the runs that the cluster runs.
+        self.cluster_runs = ClusterRuns(self)
         #: Told of every state change of a run (metrics); see _moved.
         self.on_transition = on_transition
         self.runs: dict[str, Run] = {}
@@ -216,7 +208,7 @@ class RunManager:
         ]
         if cluster is not None and cluster.settings.poll_interval < tick_interval:
             # Polls more often than the tick: a loop of their own.
-            poll = LoopingCall(self._poll_cluster)
+            poll = LoopingCall(self.cluster_runs.poll)
             self._loops.append((poll, cluster.settings.poll_interval, False))
         for loop, _, _ in self._loops:
             loop.clock = reactor
@@ -249,7 +241,7 @@ class RunManager:
                     if isinstance(run.child, SlurmJob):
                         # Slurm may be slow or unreachable: wait so long, then
                         # leave the run as it is (the next server takes it back).
-                        ended.addTimeout(self._cluster_stop_wait(), self.reactor)
+                        ended.addTimeout(self.cluster_runs.stop_wait(), self.reactor)
                         ended.addErrback(_timed_out)
                     waiting.append(ended)
 
@@ -300,7 +292,7 @@ class RunManager:
             run = self._register(record)
             self._end_unobserved(run, now, INTERRUPTED)
         for record in plan.cluster:
-            self._take_back(self._register(record))
+            self.cluster_runs.take_back(self._register(record))
         for record in plan.adopt:
             self._adopt(self._register(record))
         for record in plan.queued:
@@ -475,7 +467,7 @@ class RunManager:
             self._read_progress(run)
             if not child.check():
                 self._end_unobserved(run, self.reactor.seconds(), None)
-        for run in self._cluster_runs():
+        for run in self.cluster_runs.runs():
             # The program's progress, from its folder, once a second: the
             # lines it printed (as from a local child's stdout), then what it
             # left in its own files, if it leaves anything.
@@ -486,7 +478,7 @@ class RunManager:
                 for line in lines:
                     run.child_line(line)
                 self._read_progress(run)
-        self._poll_cluster()
+        self.cluster_runs.poll()
 
     def _launch_now(self, run: Run) -> None:
         """Start a new run's child at once; its first record has its pid."""
@@ -538,7 +530,7 @@ class RunManager:
         run.record.launching(now)
         invocation = self.program.invocation(run.record.inputs, run.folder)
         if self.on_cluster:
-            self._submit(run, invocation, before, now)
+            self.cluster_runs.submit(run, invocation, before, now)
             return
         argv = [*self.launcher, f"--chdir={run.folder}", *invocation.argv]
         env = {**self.child_env, **invocation.env}
@@ -596,240 +588,10 @@ class RunManager:
             run.stopped_by = TIME_LIMIT
             run.child.terminate(self.kill_grace)
 
-    # -- runs on a Slurm cluster ---------------------------------------------
-
-    def _slurm(self) -> SlurmRunner:
-        """The cluster's runner (one with default settings for runs that a
-        server with ``--runner slurm`` left, if this one has none)."""
-        if self.cluster is None:
-            self.cluster = SlurmRunner(self.reactor, SlurmSettings(), cluster_env(os.environ))
-        return self.cluster
-
-    def _submit(
-        self, run: Run, invocation: Invocation, before: RunState | None, now: float
-    ) -> None:
-        """Submit a run's program as a batch job (the record in memory only)."""
-        record = run.record
-        record.runner = "slurm"
-        try:
-            write_job_script(run.folder)
-        except OSError as e:
-            self.log.error(
-                "run {service_id}: cannot write its job script: {error}",
-                service_id=record.service_id,
-                error=str(e),
-            )
-            record.fail("the program could not be submitted to the cluster", now)
-            self._moved(record, before, "run {service_id} failed: {reason}")
-            return
-        job = SlurmJob(self._slurm(), record.service_id, folder=str(run.folder))
-        run.child = job
-        self.active[record.service_id] = run
-        self._moved(record, before, "run {service_id} submitted to the cluster")
-        job.runner.submit(job, run.folder, invocation.argv, invocation.env).addCallbacks(
-            lambda job_id: self._submitted(run, job_id),
-            # Never from inside this call: ending the run here would start
-            # the next queued one from within dispatch().
-            lambda failure: self.reactor.callLater(0, self._not_submitted, run, failure.value),
-        )
-
-    def _submitted(self, run: Run, job_id: str) -> None:
-        if run.abandoned or run.record.state.is_terminal:
-            return
-        run.record.submitted(job_id)
-        self._save(run)
-        self.log.info(
-            "run {service_id} is job {job_id} on the cluster",
-            service_id=run.record.service_id,
-            job_id=job_id,
-        )
-
-    def _not_submitted(self, run: Run, error: BaseException) -> None:
-        job = run.child
-        assert isinstance(job, SlurmJob)
-        if isinstance(error, SubmissionUnknown) and not run.abandoned:
-            # The job may exist: look for it by name for a while.
-            self.log.warn(
-                "run {service_id}: {error}; looking for its job by name",
-                service_id=run.record.service_id,
-                error=str(error),
-            )
-            self._search_by_name(job)
-            return
-        self.log.error(
-            "run {service_id} could not be submitted: {error}",
-            service_id=run.record.service_id,
-            error=str(error),
-        )
-        if run.abandoned:
-            job.runner.cancel_by_name(job)
-            return
-        if run.record.state.is_terminal:
-            return
-        job.ended = True
-        now = self.reactor.seconds()
-        if run.record.abort_requested:
-            run.record.abort(now)
-        elif run.stopped_by is not None:
-            run.record.fail(run.stopped_by, now)
-        else:
-            run.record.fail("the cluster did not take the job (the service's log says why)", now)
-        self._ended(run)
-
-    def _search_by_name(self, job: SlurmJob) -> None:
-        """Find the job by name (and folder) until sbatch surely is done."""
-        settings = job.runner.settings
-        job.recovered = True
-        job.search_until = (
-            self.reactor.seconds() + settings.command_timeout + 3 * settings.poll_interval
-        )
-
-    def _cluster_stop_wait(self) -> float:
-        """How long a graceful stop waits for cancelled jobs to end."""
-        poll = self._slurm().settings.poll_interval
-        return self.kill_grace + max(30.0, 5 * poll)
-
-    def _take_back(self, run: Run) -> None:
-        """After a restart: a run on the cluster; the next poll says how it is."""
-        record = run.record
-        run.child = SlurmJob(
-            self._slurm(),
-            record.service_id,
-            job_id=record.job_id,
-            folder=str(run.folder),
-            recovered=True,
-        )
-        self.active[record.service_id] = run
-        if record.job_id is None:
-            # Its server died while sbatch ran: that sbatch may still submit.
-            self._search_by_name(run.child)
-        self._arm_time_limit(run)
-        if record.abort_requested:
-            run.child.terminate(self.kill_grace)
-        self._moved(
-            record,
-            RunState.RUNNING,
-            "run {service_id} taken back: job {job_id} on the cluster",
-            job_id=record.job_id,
-        )
-
     def _read_progress(self, run: Run) -> None:
         progress = self.program.read_progress(run.folder)
         if progress is not None and run.record.record_progress(progress.percent, progress.message):
             self.mark_dirty(run)
-
-    def _cluster_runs(self) -> list[Run]:
-        return [r for r in self.active.values() if isinstance(r.child, SlurmJob)]
-
-    def _poll_cluster(self) -> None:
-        """About every ``poll_interval``: one ``squeue`` for every job."""
-        if self.cluster is None or not self.cluster.due(self.reactor.seconds()):
-            return
-        if not self._cluster_runs():
-            return
-        self.cluster.poll(self.reactor.seconds()).addCallback(self._cluster_answered).addErrback(
-            lambda failure: self.log.failure("handling the cluster's answer failed", failure)
-        )
-
-    def _cluster_answered(self, answer: tuple[int, dict[str, JobInfo]] | None) -> None:
-        if answer is None:
-            return
-        number, jobs = answer
-        now = self.reactor.seconds()
-        for run in self._cluster_runs():
-            job = run.child
-            assert isinstance(job, SlurmJob)
-            if job.ended:
-                continue
-            if job.cancel_wanted and not job.cancelled and job.job_id is not None:
-                job.runner.cancel(job)  # an earlier scancel failed: again
-            info = job.runner.find(job, jobs)
-            if info is None:
-                self._job_not_listed(run, job, number, now)
-                continue
-            job.missing = 0
-            if job.job_id is None:
-                # Submitted by a server that died before it learnt the id.
-                job.job_id = info.job_id
-                run.record.submitted(info.job_id)
-                self._save(run)
-                if job.cancel_wanted:
-                    job.runner.cancel(job)
-            if (job.pending or job.state is None) and info.state in RUNNING_STATES:
-                # Out of the cluster's queue: the run's time starts when the
-                # job started (Slurm's word, on this server's clock).
-                started = min(now, info.started or now)
-                run.record.left_cluster_queue(max(started, run.record.started_at or started))
-                self._save(run)
-                if run.deadline is not None and run.deadline.active():
-                    # --max-seconds counts from there too.
-                    run.deadline.cancel()
-                    self._arm_time_limit(run)
-            job.state, job.reason = info.state, info.reason
-            if info.state in ENDED_STATES:
-                self._cluster_ended(run, info.state, now, info.ended)
-            elif info.state in RUNNING_STATES:
-                self._read_progress(run)
-
-    def _job_not_listed(self, run: Run, job: SlurmJob, poll: int, now: float) -> None:
-        """A poll that does not list a run's job."""
-        if job.job_id is None:
-            if not job.recovered:
-                return  # sbatch has not answered yet
-            if job.search_until is not None and now < job.search_until:
-                return  # an sbatch may still be submitting it
-            # Never found: cancel anything of that name that shows up late.
-            job.runner.cancel_by_name(job)
-            self._cluster_ended(run, None, now)
-            return
-        if poll < job.seen_from_poll:
-            return  # this poll began before sbatch answered
-        job.missing += 1
-        if job.missing >= 2:  # gone from two polls in a row: Slurm forgot it
-            self._cluster_ended(run, None, now)
-
-    def _cluster_ended(
-        self, run: Run, state: str | None, now: float, slurm_end: float | None = None
-    ) -> None:
-        """
-        A run's job ended (``state``: Slurm's word, None once it has
-        forgotten the job): record its true end, from what the job script
-        wrote in the run's folder.
-        """
-        job = run.child
-        assert isinstance(job, SlurmJob)
-        job.ended = True
-        record = run.record
-        ended = outcome(state, read_exit(run.folder))
-        # The job script's time, else Slurm's; never before the start nor
-        # after now (the nodes' clocks may differ from this server's).
-        end = ended.ended_at if ended.ended_at is not None else slurm_end
-        at = now if end is None else min(now, end)
-        at = max(at, record.started_at or at)
-        tail = scrub_tail(read_tail(run.folder / STDERR_FILE), str(run.folder))
-        code, signal = ended.exit_code, ended.exit_signal
-        if record.abort_requested:
-            record.abort(at, code, signal, tail)
-        elif run.stopped_by is not None:
-            record.fail(run.stopped_by, at, code, signal, tail)
-        elif ended.completed:
-            self._complete(run, at, tail)
-        elif ended.reason is not None:
-            record.fail(ended.reason, at, code, signal, tail)
-        else:
-            outputs = self._finished_outputs(run)
-            if outputs is not None:
-                record.complete(_encoded(outputs), at)
-            else:
-                record.fail(
-                    "the job ended on the cluster without recording its exit status"
-                    " (is the work folder shared with the cluster's nodes?)",
-                    at,
-                    None,
-                    None,
-                    tail,
-                )
-        self._ended(run, job_id=job.job_id, slurm_state=state)
 
     # -- the end of a run ----------------------------------------------------
 
@@ -877,7 +639,7 @@ class RunManager:
                     "run {service_id} finished out of sight; its files show it completed",
                     service_id=record.service_id,
                 )
-                record.complete(_encoded(outputs), now)
+                record.complete(encode_outputs(outputs), now)
             else:
                 record.fail(
                     interrupted
@@ -946,7 +708,7 @@ class RunManager:
                 )
             run.record.fail(reason, now, 0, None, stderr_tail)
             return
-        run.record.complete(_encoded(outputs), now)
+        run.record.complete(encode_outputs(outputs), now)
 
     def _finished_outputs(self, run: Run) -> dict[str, bytes] | None:
         try:
@@ -1095,10 +857,6 @@ def _output_problem(error: Exception) -> str:
     if isinstance(error, ValueError):
         return "the program's result is too large"
     return "the program's result could not be read"
-
-
-def _encoded(outputs: Mapping[str, bytes]) -> dict[str, str]:
-    return {name: base64.b64encode(data).decode("ascii") for name, data in outputs.items()}
 
 
 def _sweep_interval(retention: float) -> float:

@@ -10,7 +10,9 @@ or reads a clock: times are passed in.
 
 from __future__ import annotations
 
+import base64
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -261,3 +263,8 @@ def _optional(data: dict[str, Any], key: str, kind: Any) -> Any:
     if data.get(key) is None:
         return None
     return _typed(data, key, kind)
+
+
+def encode_outputs(outputs: Mapping[str, bytes]) -> dict[str, str]:
+    """A program's outputs as a record keeps them: base64 text."""
+    return {name: base64.b64encode(data).decode("ascii") for name, data in outputs.items()}
