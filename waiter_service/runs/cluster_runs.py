@@ -167,19 +167,17 @@ class ClusterRuns:
         )
 
     def runs(self) -> list[Run]:
+        """The runs the cluster runs now."""
         return [r for r in self.manager.active.values() if isinstance(r.child, SlurmJob)]
 
     def poll(self) -> None:
         """About every ``poll_interval``: one ``squeue`` for every job."""
-        if self.manager.cluster is None or not self.manager.cluster.due(
-            self.manager.reactor.seconds()
-        ):
+        cluster = self.manager.cluster
+        now = self.manager.reactor.seconds()
+        if cluster is None or not cluster.due(now) or not self.runs():
             return
-        if not self.runs():
-            return
-        self.manager.cluster.poll(self.manager.reactor.seconds()).addCallback(
-            self._answered
-        ).addErrback(
+        answered = cluster.poll(now).addCallback(self._answered)
+        answered.addErrback(
             lambda failure: self.log.failure("handling the cluster's answer failed", failure)
         )
 
