@@ -20,4 +20,15 @@ def envelope(operation: str, namespace: str = NAMESPACE, **fields: object) -> by
     ).encode()
 
 
+def with_external_entity(system: bytes) -> bytes:
+    """A startWaiter whose serviceID is an external entity at ``system`` (XXE)."""
+    body = envelope("startWaiter", serviceID="XXE", sessionToken="t").split(b"?>", 1)[1]
+    return (
+        b'<?xml version="1.0"?><!DOCTYPE e [<!ENTITY x SYSTEM "'
+        + system
+        + b'">]>'
+        + body.replace(b">XXE<", b">&x;<")
+    )
+
+
 SOAP_HEADERS = {b"Content-Type": b"text/xml; charset=utf-8"}

@@ -28,7 +28,7 @@ from waiter_service.testing import (
     send_http_request,
 )
 
-from .soap_messages import SOAP_HEADERS, envelope
+from .soap_messages import SOAP_HEADERS, envelope, with_external_entity
 
 SOAP_ENV = "{http://schemas.xmlsoap.org/soap/envelope/}"
 WSDL = "{http://schemas.xmlsoap.org/wsdl/}"
@@ -327,15 +327,7 @@ class FaultTests(SoapTestCase):
     def test_external_entities(self) -> None:
         """Documents with a DTD (file or network entities) are refused."""
         for system in (b"file:///etc/passwd", b"http://127.0.0.1:9/x"):
-            body = (
-                b'<?xml version="1.0"?><!DOCTYPE e [<!ENTITY x SYSTEM "'
-                + system
-                + b'">]>'
-                + envelope("startWaiter", serviceID="&x;", sessionToken="t")
-                .split(b"?>", 1)[1]
-                .replace(b"&amp;x;", b"&x;")
-            )
-            response = self.post(body)
+            response = self.post(with_external_entity(system))
             self.assertClientFault(response, "Client.DoctypeForbidden")
         self.assertNothingStarted()
 

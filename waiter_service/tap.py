@@ -18,7 +18,7 @@ from . import __version__
 from .auth.checker import AuthManagerChecker, OpenAccess, TokenChecker
 from .auth.client import AuthManagerClient
 from .ops import logs
-from .ops.health import FolderProbe, HealthResource
+from .ops.health import FolderProbe, HealthResource, probe_folder
 from .ops.metrics import Metrics, MetricsResource
 from .programs.waiter import DEFAULT_MAX_SECONDS, Waiter
 from .runs.manager import ON_STOP, RESULT_ENCODINGS, Limits, RunManager, find_launcher
@@ -194,11 +194,11 @@ class Options(usage.Options):
         store = RunStore(Path(workdir))
         try:
             store.prepare()
-            probe = store.root / ".write-test"
-            probe.write_bytes(b"")
-            probe.unlink()
         except OSError as e:
             raise usage.UsageError(f"--workdir {workdir}: {e.strerror}") from None
+        problem = probe_folder(store.root).problem
+        if problem is not None:
+            raise usage.UsageError(f"--workdir {workdir}: {problem}")
         self["store"] = store
 
         try:

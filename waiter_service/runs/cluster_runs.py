@@ -132,7 +132,6 @@ class ClusterRuns:
     def _search_by_name(self, job: SlurmJob) -> None:
         """Find the job by name (and folder) until sbatch surely is done."""
         settings = job.runner.settings
-        job.recovered = True
         job.search_until = (
             self.manager.reactor.seconds() + settings.command_timeout + 3 * settings.poll_interval
         )
@@ -150,7 +149,6 @@ class ClusterRuns:
             record.service_id,
             job_id=record.job_id,
             folder=str(run.folder),
-            recovered=True,
         )
         self.manager.active[record.service_id] = run
         if record.job_id is None:
@@ -215,18 +213,20 @@ class ClusterRuns:
                     # --max-seconds counts from there too.
                     run.deadline.cancel()
                     self.manager._arm_time_limit(run)
+            was_running = job.running
             job.state, job.reason = info.state, info.reason
             if info.state in ENDED_STATES:
                 self._job_ended(run, info.state, now, info.ended)
-            elif info.state in RUNNING_STATES:
+            elif job.running and not was_running:
+                # It just started: its progress now (then each tick reads it).
                 self.manager._read_progress(run)
 
     def _not_listed(self, run: Run, job: SlurmJob, poll: int, now: float) -> None:
         """A poll that does not list a run's job."""
         if job.job_id is None:
-            if not job.recovered:
+            if job.search_until is None:
                 return  # sbatch has not answered yet
-            if job.search_until is not None and now < job.search_until:
+            if now < job.search_until:
                 return  # an sbatch may still be submitting it
             # Never found: cancel anything of that name that shows up late.
             job.runner.cancel_by_name(job)

@@ -527,14 +527,13 @@ class SlurmJob:
     ended: bool = False
     #: Successive polls that did not list a job whose id is known.
     missing: int = 0
-    #: For a job whose id is unknown: look for it by name until then.
+    #: For a job whose id is unknown (sbatch's answer was lost, or the
+    #: server died while sbatch ran): look for it by name until then.
     search_until: float | None = None
     #: How far the job's stdout (``.slurm.out``) has been read.
     out_offset: int | None = None
     #: Which poll first could have seen the job (an earlier one could not).
     seen_from_poll: int = 0
-    #: Found again after a restart: look it up by name if its id is unknown.
-    recovered: bool = False
     cancel_wanted: bool = False
     cancelled: bool = False
 
@@ -553,6 +552,11 @@ class SlurmJob:
     def pending(self) -> bool:
         """Waiting in the cluster's queue (not yet running there)."""
         return self.state is not None and self.state not in RUNNING_STATES | ENDED_STATES
+
+    @property
+    def searching(self) -> bool:
+        """Its id unknown, it is looked for by name (and folder)."""
+        return self.job_id is None and self.search_until is not None
 
     @property
     def running(self) -> bool:
@@ -712,7 +716,7 @@ class SlurmRunner:
             # A job id that now names another job (ids restart when a
             # cluster loses its state) is not this run's job.
             return info if info is not None and ours(info) else None
-        if not job.recovered:
+        if not job.searching:
             return None
         found = [info for info in jobs.values() if ours(info) and info.folder == job.folder]
         if not found:
